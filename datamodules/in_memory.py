@@ -1,0 +1,147 @@
+"""Base class for datasets that fit in memory as tensors."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import lightning as L
+import torch
+
+from trainlab.types import NonNegativeInt, PositiveInt, UnitFraction
+
+from datamodules.loader import TensorBatchLoader
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Loads whole splits as tensors once, normalises them with training statistics, batches by slicing.
+
+    Subclasses implement :meth:`load_splits`, returning ``{"train": (x, y), "test": (x, y)}`` (a
+    validation split is then carved out of train) or ``{"train", "val", "test"}`` directly. Splits are a
+    deterministic function of ``split_seed``, not of the run's seed, so every trial of a study sees the
+    same data.
+
+    ``describe()`` tells the run builder what the model needs (input shape, number of classes).
+    """
+
+    task: str = "classification"
+
+    def __init__(
+        self,
+        batch_size: PositiveInt = 64,
+        eval_batch_size: PositiveInt | None = None,
+        val_fraction: UnitFraction = 0.1,
+        split_seed: NonNegativeInt = 0,
+        shuffle: bool = True,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or max(batch_size, 256)
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.shuffle = shuffle
+        self.normalize = normalize
+        self.splits: dict[str, Split] | None = None
+
+    # -- what subclasses provide -------------------------------------------------------------------
+    def load_splits(self) -> dict[str, Split]:
+        raise NotImplementedError
+
+    def num_classes(self) -> int | None:
+        y = self._loaded()["train"][1]
+        return int(y.max()) + 1 if y.dtype == torch.long else None
+
+    # -- LightningDataModule hooks -----------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self._loaded()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._loaded()
+        if self.trainer is not None and self.trainer.strategy.root_device.type == "cuda":
+            self._move_to(self.trainer.strategy.root_device)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", self.batch_size, shuffle=self.shuffle)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    # -- what the run builder and tracking read ----------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Shape facts the model is built from; filled into ``model.init_args`` when left unset."""
+        x = self._loaded()["train"][0]
+        facts: dict[str, Any] = {"input_shape": list(x.shape[1:])}
+        classes = self.num_classes()
+        if classes is not None:
+            facts["num_classes"] = classes
+        return facts
+
+    def fingerprint(self) -> dict[str, Any]:
+        """SHA-256 of every split's tensors as used in training (after splitting and normalising)."""
+        result = {}
+        for name, (x, y) in self._loaded().items():
+            digest = hashlib.sha256()
+            for t in (x, y):
+                digest.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+                digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+            result[name] = {"sha256": digest.hexdigest(), "samples": len(y)}
+        return result
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _loaded(self) -> dict[str, Split]:
+        if self.splits is None:
+            splits = self.load_splits()
+            if "val" not in splits:
+                splits["train"], splits["val"] = self._carve(splits["train"], self.val_fraction)
+            if self.normalize:
+                splits = self._normalized(splits)
+            self.splits = splits
+        return self.splits
+
+    def _carve(self, split: Split, fraction: float) -> tuple[Split, Split]:
+        x, y = split
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
+        n_held = int(round(len(y) * fraction))
+        keep, held = order[n_held:], order[:n_held]
+        return (x[keep], y[keep]), (x[held], y[held])
+
+    def _normalized(self, splits: dict[str, Split]) -> dict[str, Split]:
+        x_train = splits["train"][0].float()
+        # Images: one mean/std over all pixels. Tabular: per feature.
+        dims = tuple(range(x_train.dim())) if x_train.dim() > 2 else (0,)
+        mean = x_train.mean(dim=dims, keepdim=True)
+        std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-8)
+        if x_train.dim() > 2:
+            mean, std = mean.squeeze(0), std.squeeze(0)
+        return {name: ((x.float() - mean) / std, y) for name, (x, y) in splits.items()}
+
+    def _move_to(self, device: torch.device) -> None:
+        # Keep the whole dataset on the accelerator when it fits: batches are then views, no copies.
+        assert self.splits is not None
+        size = sum(t.element_size() * t.nelement() for split in self.splits.values() for t in split)
+        free, _ = torch.cuda.mem_get_info(device)
+        if size < 0.5 * free:
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
+        x, y = self._loaded()[split]
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return TensorBatchLoader(
+            (x, y),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=torch.initial_seed() % 2**31,
+            rank=rank,
+            world_size=world,
+            equal_shards=split == "train",
+        )

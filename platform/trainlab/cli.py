@@ -1,0 +1,82 @@
+"""`trainlab` command line. Heavy libraries are imported inside each command, so `--help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import traceback
+
+from trainlab.errors import ConfigError
+
+# command name -> (module under trainlab.commands, one-line help)
+COMMANDS = {
+    "train": ("train", "train, validate and test one run from an experiment file"),
+    "runs": ("runs", "list the recent runs of an experiment"),
+}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; trainlab's rule is one clear line and exit code 2."""
+
+    def error(self, message: str) -> None:
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="trainlab", description="Lightning experiments with Optuna studies and MLflow tracking.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    for name, (module, help_text) in COMMANDS.items():
+        command = importlib.import_module(f"trainlab.commands.{module}")
+        command_parser = sub.add_parser(name, help=help_text, description=(command.__doc__ or help_text).strip())
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(handler=command.run)
+    return parser
+
+
+def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)",
+    )
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM behaves like Ctrl-C: the run in progress ends KILLED instead of being left RUNNING."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        _interrupt_on_sigterm()
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"trainlab: error: {exc.message}", file=sys.stderr)
+        return 2
+    except _UsageError as exc:
+        print(f"trainlab: error: {exc}".replace("trainlab: error: trainlab", "trainlab"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainlab: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,59 @@
+"""List the recent runs of an experiment as a table: id, name, status, key metrics."""
+
+from __future__ import annotations
+
+import argparse
+
+KEY_METRICS = ("test/acc", "test/f1", "test/loss", "val/loss", "test/mse", "test/dice")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import add_tracking_uri
+
+    parser.add_argument("--experiment", "-e", default=None, help="experiment name (default: every experiment)")
+    parser.add_argument("--limit", "-n", type=int, default=20, help="how many runs to show (default 20)")
+    add_tracking_uri(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainlab.errors import ConfigError
+    from trainlab.tracking.store import resolve_tracking_uri, tracking_client
+
+    if args.limit < 1:
+        raise ConfigError("--limit", args.limit, "an integer >= 1")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    client = tracking_client(uri)
+    if args.experiment:
+        experiment = client.get_experiment_by_name(args.experiment)
+        if experiment is None:
+            names = [e.name for e in client.search_experiments()]
+            raise ConfigError("--experiment", args.experiment, f"an existing experiment ({', '.join(names) or 'none yet'})")
+        experiment_ids = [experiment.experiment_id]
+    else:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiment_ids, max_results=args.limit, order_by=["attributes.start_time DESC"]) if experiment_ids else []
+    if not runs:
+        print(f"no runs in {uri}")
+        return 0
+    shown = [m for m in KEY_METRICS if any(m in r.data.metrics for r in runs)][:4]
+    header = ["run_id", "name", "status", "start", *shown]
+    rows = [
+        [
+            run.info.run_id,
+            (run.info.run_name or "")[:28],
+            run.info.status,
+            _time(run.info.start_time),
+            *(f"{run.data.metrics[m]:.4f}" if m in run.data.metrics else "-" for m in shown),
+        ]
+        for run in runs
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _time(millis: int | None) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(millis / 1000).strftime("%Y-%m-%d %H:%M") if millis else "-"

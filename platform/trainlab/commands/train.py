@@ -1,0 +1,40 @@
+"""Train, validate and test one run described by an experiment file, tracked in MLflow.
+
+Overrides follow the file: dotted keys with YAML values, e.g.
+  trainlab train studies/digits_mlp.yaml trainer.max_epochs=3 model.init_args.dropout=0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import add_tracking_uri
+
+    parser.add_argument("file", help="experiment file (YAML); a logged config.yaml works too")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=3")
+    add_tracking_uri(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.tracking.store import resolve_tracking_uri
+    from trainlab.training import fit_run
+    from trainlab.training.fit_run import RunEnded
+
+    experiment = load_experiment(args.file, args.overrides)
+    config = resolve_run_config(experiment.run)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        result = fit_run(config, uri)
+    except RunEnded as ended:
+        print(f"trainlab: run {ended.result.run_id} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        return 1
+    summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
+    print(f"run {result.run_id} {result.status}  {summary}")
+    print(f"tracking: {uri}  (browse: mlflow ui --backend-store-uri {uri})")
+    return 0

@@ -1,0 +1,85 @@
+"""Reading experiment files and applying ``key.path=value`` overrides."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainlab.errors import ConfigError
+
+RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics")
+STUDY_SECTIONS = ("study", "search_space")
+
+
+@dataclass
+class Experiment:
+    """An experiment file split into its run config and optional study sections."""
+
+    run: dict[str, Any]
+    study: dict[str, Any] | None = None
+    search_space: dict[str, Any] | None = None
+    source: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read ``path``; apply overrides (``model.init_args.dropout=0.2``) to the whole file, study sections included."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), expected="an existing experiment file (YAML)", hint="check the path")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(where, expected="valid YAML", hint=str(getattr(exc, "problem", exc))) from None
+    if not isinstance(document, dict):
+        raise ConfigError(str(path), type(document).__name__, "a YAML mapping with sections such as model, data, trainer")
+    document = apply_overrides(document, overrides)
+    unknown = [key for key in document if key not in RUN_SECTIONS + STUDY_SECTIONS]
+    if unknown:
+        raise ConfigError(unknown[0], expected=f"a top-level section among {', '.join(RUN_SECTIONS + STUDY_SECTIONS)}")
+    run = {key: value for key, value in document.items() if key in RUN_SECTIONS}
+    return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"), source=path)
+
+
+def apply_overrides(document: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``document`` with each ``dotted.key=value`` set; values are parsed as YAML."""
+    result = copy.deepcopy(document)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(item, expected="an override of the form dotted.key=value, e.g. trainer.max_epochs=5")
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError:
+            raise ConfigError(key, text, "a YAML value (quote strings that contain ':' or '#')") from None
+        set_dotted(result, key, value)
+    return result
+
+
+def set_dotted(document: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``document[a][b][c] = value`` for ``key='a.b.c'``, creating intermediate mappings."""
+    parts = key.split(".")
+    node = document
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: depth + 1]), child, "a mapping to set keys inside")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(document: dict[str, Any], key: str, default: Any = None) -> Any:
+    node: Any = document
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node

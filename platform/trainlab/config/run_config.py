@@ -1,0 +1,116 @@
+"""Validation and resolution of a run config with jsonargparse, the machinery LightningCLI uses."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import random
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import yaml
+
+from trainlab.config.parse_errors import translate
+from trainlab.errors import ConfigError
+
+# Trainer defaults that differ from Lightning's: determinism on (warn, not fail, for ops that have no
+# deterministic kernel) so the same file gives the same metrics; logger and checkpointing are ours.
+TRAINER_DEFAULTS = {"deterministic": "warn", "max_epochs": 10}
+_POSITIVE_OPTIMIZER_ARGS = ("lr",)
+_NON_NEGATIVE_OPTIMIZER_ARGS = ("weight_decay", "momentum", "alpha", "eps", "lr_decay")
+
+
+@dataclass
+class RunConfig:
+    """A validated, fully resolved run config: every default filled, every class path complete.
+
+    ``document`` is a plain dict; written as YAML it is a valid experiment file that reproduces the run.
+    """
+
+    document: dict[str, Any]
+
+    @property
+    def seed(self) -> Optional[int]:
+        return self.document.get("seed_everything")
+
+    @property
+    def tracking(self) -> dict[str, Any]:
+        return self.document["tracking"]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.document, sort_keys=False)
+
+
+@functools.lru_cache(maxsize=1)
+def run_parser():
+    """The jsonargparse parser for run configs. Importing ``models``/``datamodules`` registers their short names."""
+    import datamodules  # noqa: F401  (short class names resolve among imported subclasses)
+    import lightning as L
+    import models  # noqa: F401
+    import torch
+    from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
+
+    from trainlab.config.tracking_spec import TrackingSpec
+
+    parser = LightningArgumentParser(exit_on_error=False, parser_mode="yaml")
+    parser.add_argument("--seed_everything", type=Union[bool, int], default=True)
+    parser.add_lightning_class_args(L.LightningModule, "model", subclass_mode=True, required=True)
+    parser.add_lightning_class_args(L.LightningDataModule, "data", subclass_mode=True, required=True)
+    parser.add_class_arguments(L.Trainer, "trainer", instantiate=False, fail_untyped=False, skip={"logger"})
+    parser.set_defaults({f"trainer.{key}": value for key, value in TRAINER_DEFAULTS.items()})
+    parser.add_optimizer_args((torch.optim.Optimizer,), nested_key="optimizer")
+    parser.add_lr_scheduler_args(LRSchedulerTypeTuple, nested_key="lr_scheduler")
+    parser.add_class_arguments(TrackingSpec, "tracking")
+    parser.add_argument("--diagnostics", type=Optional[dict], default=None)
+    return parser
+
+
+def resolve_run_config(run: dict[str, Any]) -> RunConfig:
+    """Validate ``run`` (the run sections of an experiment file) and fill every default.
+
+    Raises :class:`ConfigError` with the key path of the first problem; creates nothing.
+    """
+    for required in ("model", "data"):
+        if not run.get(required):
+            raise ConfigError(required, expected="a section with class_path (and init_args), e.g. class_path: MLPClassifier")
+    parser = run_parser()
+    try:
+        namespace = parser.parse_object(copy.deepcopy(run))
+    except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
+        raise translate(str(exc)) from None
+    document = yaml.safe_load(parser.dump(namespace, skip_check=True))
+    _check_optimization(document)
+    seed = document.get("seed_everything")
+    if seed is True:
+        # LightningCLI semantics: true means "pick a seed"; record it so the run can be repeated.
+        document["seed_everything"] = random.randint(0, 2**31 - 1)
+    elif seed is False:
+        document["seed_everything"] = None
+    return RunConfig(document=document)
+
+
+def _check_optimization(document: dict[str, Any]) -> None:
+    """Catch bad optimiser/scheduler values now, not at the first training step after the run exists."""
+    import torch
+    from lightning.pytorch.cli import instantiate_class
+
+    optimizer_config = document.get("optimizer")
+    if optimizer_config:
+        init = optimizer_config.get("init_args") or {}
+        for name in _POSITIVE_OPTIMIZER_ARGS:
+            if isinstance(init.get(name), (int, float)) and init[name] <= 0:
+                raise ConfigError(f"optimizer.init_args.{name}", init[name], "a number > 0")
+        for name in _NON_NEGATIVE_OPTIMIZER_ARGS:
+            if isinstance(init.get(name), (int, float)) and init[name] < 0:
+                raise ConfigError(f"optimizer.init_args.{name}", init[name], "a number >= 0")
+    probe = torch.nn.Parameter(torch.zeros(1))
+    try:
+        optimizer = instantiate_class([probe], optimizer_config) if optimizer_config else torch.optim.Adam([probe])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("optimizer.init_args", expected="values the optimizer accepts", hint=str(exc)) from None
+    scheduler_config = document.get("lr_scheduler")
+    if scheduler_config:
+        try:
+            instantiate_class(optimizer, scheduler_config)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("lr_scheduler.init_args", expected="values the scheduler accepts", hint=str(exc)) from None

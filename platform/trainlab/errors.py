@@ -1,0 +1,44 @@
+"""The one error type for bad input: configs, overrides, command-line arguments, run ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MISSING = object()
+
+
+class ConfigError(Exception):
+    """Bad input found before anything is tracked.
+
+    Carries the key path (``model.init_args.dropout``), the offending value and what was expected, so
+    the CLI can print one line and exit 2 without having created a run or a study.
+
+    Example::
+
+        raise ConfigError("model.init_args.dropout", 1.5, "a float in [0, 1)")
+        # -> model.init_args.dropout: got 1.5; expected a float in [0, 1)
+    """
+
+    def __init__(self, key: str, value: Any = _MISSING, expected: str | None = None, hint: str | None = None):
+        self.key = key
+        self.value = value
+        self.expected = expected
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        details = []
+        if self.value is not _MISSING:
+            details.append(f"got {_short(self.value)}")
+        if self.expected:
+            details.append(f"expected {self.expected}")
+        line = f"{self.key}: {'; '.join(details)}" if details else self.key
+        if self.hint:
+            line += f" ({self.hint})"
+        return line
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,1 @@
+"""MLflow tracking: where runs are stored, how metrics and artifacts get there, how runs end."""

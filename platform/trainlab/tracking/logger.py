@@ -1,0 +1,80 @@
+"""Lightning's MLFlowLogger, writing one batch per epoch with the epoch as step."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from typing import Any, Callable, Mapping
+
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+_LR_MONITOR_NAME = re.compile(r"^lr-[^/]+?(-momentum)?(/pg\d+)?$")
+
+
+class EpochMLFlowLogger(MLFlowLogger):
+    """Buffers every metric of an epoch and sends them in a single ``log_batch`` when the epoch changes.
+
+    Lightning's MLFlowLogger sends one request per ``log_metrics`` call and uses the global step; trainlab
+    logs epoch-level curves, so the epoch is the step and one round trip per epoch is enough. The run's
+    status is not touched here: :func:`trainlab.training.fit_run` ends the run (FINISHED/FAILED/KILLED).
+
+    ``history`` keeps every value written, for plots at the end of the run without reading them back.
+    """
+
+    def __init__(self, run_id: str, tracking_uri: str, experiment_name: str) -> None:
+        super().__init__(experiment_name=experiment_name, tracking_uri=tracking_uri, run_id=run_id, log_model=False)
+        self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self._pending: dict[str, float] = {}
+        self._pending_step: int | None = None
+        self._epoch_of: Callable[[], int] | None = None
+
+    def follow_epochs_of(self, epoch_of: Callable[[], int]) -> None:
+        """Take the step from the trainer's epoch, also for metrics logged without one (LearningRateMonitor)."""
+        self._epoch_of = epoch_of
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        # trainlab logs the flattened resolved config itself; Lightning's hparams would duplicate it.
+        return
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        epoch = metrics.pop("epoch", None)
+        if self._epoch_of is not None:
+            step = self._epoch_of()
+        elif epoch is not None:
+            step = int(epoch)
+        if self._pending_step is not None and step != self._pending_step:
+            self.flush()
+        self._pending_step = step
+        for name, value in metrics.items():
+            self._pending[_metric_name(name)] = float(value)
+
+    @rank_zero_only
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        step = self._pending_step or 0
+        batch = [Metric(key=name, value=value, timestamp=timestamp, step=step) for name, value in self._pending.items()]
+        self.experiment.log_batch(run_id=self.run_id, metrics=batch, synchronous=True)
+        for name, value in self._pending.items():
+            self.history[name].append((step, value))
+        self._pending = {}
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        self.flush()
+
+
+def _metric_name(name: str) -> str:
+    """LearningRateMonitor names curves after the optimizer class (``lr-Adam``); one name lets trials compare."""
+    match = _LR_MONITOR_NAME.match(name)
+    if not match:
+        return name
+    return ("optim/momentum" if match.group(1) else "optim/lr") + (match.group(2) or "")

@@ -1,0 +1,116 @@
+"""One MLflow run's life on rank 0: created before training, ended exactly once with its true status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+RUN_STATUS_TAG = "trainlab.status_reason"
+
+
+def flatten(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"init_args": {"dropout": 0.1}}}`` → ``{"model.init_args.dropout": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class RunRecord:
+    """Creates the run, writes params/tags/artifacts, and ends it FINISHED, FAILED or KILLED.
+
+    Example::
+
+        record = RunRecord.create(uri, experiment="digits", run_name="mlp", tags={})
+        record.log_params({"model.init_args.dropout": 0.1})
+        record.end("FINISHED")
+    """
+
+    def __init__(self, client, run_id: str, experiment_id: str, experiment_name: str, tracking_uri: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.experiment_name = experiment_name
+        self.tracking_uri = tracking_uri
+        self.ended = False
+
+    @classmethod
+    def create(
+        cls,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str | None,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        description: str | None = None,
+    ) -> "RunRecord":
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+        from trainlab.tracking.store import get_or_create_experiment, tracking_client
+
+        client = tracking_client(tracking_uri)
+        experiment_id = get_or_create_experiment(client, experiment)
+        all_tags = {key: str(value) for key, value in tags.items()}
+        if parent_run_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        if description:
+            all_tags[MLFLOW_RUN_NOTE] = description
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        return cls(client, run.info.run_id, experiment_id, experiment, tracking_uri)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(key, _param_value(value)) for key, value in params.items() if value is not None]
+        for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_json(self, data: Any, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), artifact_file)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        import matplotlib.pyplot as plt
+
+        self.client.log_figure(self.run_id, figure, artifact_file)
+        plt.close(figure)
+
+    def log_file(self, path: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """End the run once; later calls do nothing, so a failure path can never overwrite a result."""
+        if self.ended:
+            return
+        if reason:
+            self.set_tags({RUN_STATUS_TAG: reason[:5000]})
+        self.client.set_terminated(self.run_id, status)
+        self.ended = True
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict, tuple)) else str(value)
+    return text[:6000]
