@@ -13,7 +13,12 @@ from trainlab.errors import ConfigError
 # command name -> (module under trainlab.commands, one-line help)
 COMMANDS = {
     "train": ("train", "train, validate and test one run from an experiment file"),
+    "study": ("study", "run (or resume) an Optuna study described by an experiment file"),
     "runs": ("runs", "list the recent runs of an experiment"),
+    "ui": ("ui", "open the MLflow UI and optuna-dashboard on the same stores"),
+    "reproduce": ("reproduce", "re-run a tracked run and check that it matched"),
+    "diff": ("diff", "explain why two tracked runs differ"),
+    "confirm": ("confirm", "re-run a study's top trials over several seeds"),
 }
 
 
@@ -33,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
     for name, (module, help_text) in COMMANDS.items():
-        command = importlib.import_module(f"trainlab.commands.{module}")
+        try:
+            command = importlib.import_module(f"trainlab.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"trainlab.commands.{module}":
+                raise
+            continue  # command not built yet
         command_parser = sub.add_parser(name, help=help_text, description=(command.__doc__ or help_text).strip())
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         command.add_arguments(command_parser)

@@ -122,8 +122,10 @@ def _build_trainer(config: RunConfig, model, extra_callbacks: list, checkpoint_d
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from trainlab.diagnostics import diagnostic_callbacks
+
     arguments = build.trainer_arguments(config)
-    callbacks = build.build_user_callbacks(config) + extra_callbacks
+    callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.document.get("diagnostics"), model) + extra_callbacks
     checkpoint = None
     if arguments.get("enable_checkpointing", True):
         checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
