@@ -19,6 +19,7 @@ class ClassificationTask(TrainlabTask):
 
     monitor = "val/acc"
     monitor_mode = "max"
+    task_type = "classification"
 
     def __init__(self, num_classes: int, label_smoothing: float = 0.0) -> None:
         super().__init__()

@@ -25,6 +25,9 @@ class TrainlabTask(L.LightningModule):
 
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    # What kind of predictions the task makes; diagnostics pick their pictures by it
+    # ("classification", "regression", "forecasting", "segmentation").
+    task_type: str = "generic"
 
     def __init__(self) -> None:
         super().__init__()
