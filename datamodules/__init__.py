@@ -3,5 +3,6 @@
 from datamodules.digits import Digits
 from datamodules.in_memory import InMemoryDataModule
 from datamodules.loader import TensorBatchLoader
+from datamodules.mnist import MNIST, FashionMNIST
 
-__all__ = ["Digits", "InMemoryDataModule", "TensorBatchLoader"]
+__all__ = ["Digits", "FashionMNIST", "InMemoryDataModule", "MNIST", "TensorBatchLoader"]

@@ -1,4 +1,5 @@
-"""Classification task: cross-entropy (optionally label-smoothed), accuracy and macro F1 via torchmetrics."""
+"""Classification task: cross-entropy (optionally label-smoothed) or BCE; accuracy, macro F1 and the
+test confusion matrix via torchmetrics."""
 
 from __future__ import annotations
 
@@ -6,24 +7,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from models.losses import ClassificationLoss
 from models.task import TrainlabTask
 
 
 class ClassificationTask(TrainlabTask):
-    """Subclasses build ``self.net`` (logits out) and call ``super().__init__``.
+    """Subclasses build ``self.net`` with :attr:`net_outputs` outputs and call ``super().__init__``.
 
-    Metric state lives in torchmetrics objects, so accuracy and F1 are exact under DDP.
+    Batches are ``(x, y)`` or, for variable-length sequences, ``(x, lengths, y)``: everything before the
+    labels ``y`` goes to ``forward``. ``forward`` always returns ``num_classes`` logits, also with
+    ``loss: bce`` (then the net has one output ``z`` and the logits are ``[0, z]``, whose softmax is
+    ``[1 - sigmoid(z), sigmoid(z)]``), so argmax and softmax work the same for every loss.
+
+    Metric state lives in torchmetrics objects, so accuracy, F1 and the confusion matrix are exact under
+    DDP. After testing, ``confusion_matrix`` holds the test set's matrix (rows: true class) and an MLflow
+    logger gets it as the artifact ``metrics/test_confusion_matrix.json``.
     """
 
     monitor = "val/acc"
     monitor_mode = "max"
     task_type = "classification"
 
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        num_classes: int,
+        loss: ClassificationLoss = "cross_entropy",
+        label_smoothing: float = 0.0,
+        l1_penalty: float = 0.0,
+    ) -> None:
+        super().__init__(l1_penalty=l1_penalty)
+        if loss == "bce" and num_classes != 2:
+            raise ValueError(f"loss 'bce' needs two classes, the data has {num_classes}; use loss: cross_entropy")
         self.num_classes = num_classes
+        self.loss_name = loss
         self.label_smoothing = label_smoothing
         metrics = MetricCollection(
             {
@@ -33,27 +51,44 @@ class ClassificationTask(TrainlabTask):
         )
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train().
         self.metrics = nn.ModuleDict({f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test")})
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.confusion_matrix: torch.Tensor | None = None
 
     net: nn.Module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    @property
+    def net_outputs(self) -> int:
+        return 1 if self.loss_name == "bce" else self.num_classes
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out = self.net(*inputs)
+        if self.loss_name == "bce":
+            return torch.cat([torch.zeros_like(out), out], dim=1)
+        return out
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+        if self.loss_name == "bce":
+            target = y.to(logits.dtype) * (1 - smoothing) + 0.5 * smoothing
+            return F.binary_cross_entropy_with_logits(logits[:, 1], target)
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
+
+    def shared_step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        *inputs, y = batch
+        logits = self(*inputs)
+        loss = self.loss(logits, y, self.label_smoothing if stage == "train" else 0.0)
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(logits.detach(), y)
+        if stage == "test":
+            self.test_confusion.update(logits.detach(), y)
         self.log_epoch_metric(f"{stage}/loss", loss.detach(), batch_size=len(y))
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._shared_step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._shared_step(batch, "test")
+    def on_test_epoch_end(self) -> None:
+        self.confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+        log_dict = getattr(getattr(self.logger, "experiment", None), "log_dict", None)
+        run_id = getattr(self.logger, "run_id", None)
+        if self.trainer.is_global_zero and log_dict is not None and run_id is not None:
+            matrix = {"rows": "true class", "columns": "predicted class", "matrix": self.confusion_matrix.tolist()}
+            log_dict(run_id, matrix, "metrics/test_confusion_matrix.json")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 from models.classification import ClassificationTask
+from models.losses import ClassificationLoss
 from models.nets.cnn import SimpleCNN
 from models.nets.layers import Activation, Init
-from trainlab.types import PositiveInt, UnitFraction
+from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 
 class CNNClassifier(ClassificationTask):
@@ -29,18 +30,20 @@ class CNNClassifier(ClassificationTask):
         dropout: UnitFraction = 0.0,
         batch_norm: bool = True,
         init: Init = "default",
+        loss: ClassificationLoss = "cross_entropy",
         label_smoothing: UnitFraction = 0.0,
+        l1_penalty: NonNegativeFloat = 0.0,
         num_classes: Optional[PositiveInt] = None,
         input_shape: Optional[list[PositiveInt]] = None,
     ) -> None:
         if num_classes is None or input_shape is None or len(input_shape) != 3:
             raise ValueError("CNNClassifier needs num_classes and a (C, H, W) input_shape from the datamodule")
-        super().__init__(num_classes=num_classes, label_smoothing=label_smoothing)
+        super().__init__(num_classes=num_classes, loss=loss, label_smoothing=label_smoothing, l1_penalty=l1_penalty)
         self.save_hyperparameters()
         self.net = SimpleCNN(
             in_channels=input_shape[0],
             channels=channels,
-            num_classes=num_classes,
+            num_classes=self.net_outputs,
             hidden_size=hidden_size,
             activation=activation,
             dropout=dropout,

@@ -51,6 +51,7 @@ def run_parser():
     from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 
     from trainlab.config.tracking_spec import TrackingSpec
+    from trainlab.diagnostics.spec import DiagnosticsSpec
 
     parser = LightningArgumentParser(exit_on_error=False, parser_mode="yaml")
     parser.add_argument("--seed_everything", type=Union[bool, int], default=True)
@@ -61,7 +62,7 @@ def run_parser():
     parser.add_optimizer_args((torch.optim.Optimizer,), nested_key="optimizer")
     parser.add_lr_scheduler_args(LRSchedulerTypeTuple, nested_key="lr_scheduler")
     parser.add_class_arguments(TrackingSpec, "tracking")
-    parser.add_argument("--diagnostics", type=Optional[dict], default=None)
+    parser.add_class_arguments(DiagnosticsSpec, "diagnostics")
     return parser
 
 
@@ -78,8 +79,9 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         namespace = parser.parse_object(copy.deepcopy(run))
     except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
         raise translate(str(exc)) from None
-    document = yaml.safe_load(parser.dump(namespace, skip_check=True))
+    document = yaml.safe_load(parser.dump(namespace, skip_validation=True))
     _check_optimization(document)
+    _check_diagnostics(document)
     seed = document.get("seed_everything")
     if seed is True:
         # LightningCLI semantics: true means "pick a seed"; record it so the run can be repeated.
@@ -114,3 +116,10 @@ def _check_optimization(document: dict[str, Any]) -> None:
             instantiate_class(optimizer, scheduler_config)
         except (ValueError, TypeError) as exc:
             raise ConfigError("lr_scheduler.init_args", expected="values the scheduler accepts", hint=str(exc)) from None
+
+
+def _check_diagnostics(document: dict[str, Any]) -> None:
+    """jsonargparse lets a ``diagnostics`` (sub)section that is not a mapping through; the spec refuses it."""
+    from trainlab.diagnostics.spec import DiagnosticsSpec
+
+    DiagnosticsSpec.from_document(document.get("diagnostics"))

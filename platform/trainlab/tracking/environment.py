@@ -1,39 +1,136 @@
-"""What a run ran on: packages, interpreter, hardware, code version and determinism settings.
+"""What a run ran on: packages, interpreter, hardware, code version, seed and determinism settings.
 
 Recorded with every run (``environment.json`` plus ``code.diff`` for a dirty tree) so that
-``trainlab reproduce`` can say what changed since.
+``trainlab reproduce`` can say what changed since, and labelled **exact** (a re-run on the same
+environment should be bit-identical) or **statistical** (only the distribution of results repeats).
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "mlflow", "optuna", "numpy", "scikit-learn", "jsonargparse", "trainlab")
+# Packages whose version can change the numbers a run produces; any other package is recorded too,
+# but a change there is reported without breaking the expectation of an exact reproduction.
+KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "mlflow", "optuna", "trainlab")
+EXACT, STATISTICAL = "exact", "statistical"
 
 
-def capture_environment(trainer=None) -> tuple[dict[str, Any], str]:
-    """Return ``(environment, diff)``; ``diff`` is the uncommitted change of the working tree ('' when clean)."""
+def capture_environment(trainer=None, *, seed: int | None = None, code_of: Iterable[Any] = ()) -> tuple[dict[str, Any], str]:
+    """Return ``(environment, diff)``; ``diff`` is the uncommitted change of every code repository involved.
+
+    ``code_of``: objects (model, datamodule) whose source repositories are recorded besides the working
+    directory's and trainlab's own, so a model living in another checkout is versioned too.
+
+    Example::
+
+        environment, diff = capture_environment(trainer, seed=42, code_of=(model, datamodule))
+        environment["reproducibility"]  # {"label": "exact", "reasons": []}
+    """
     import torch
 
-    git, diff = _git_state(Path.cwd())
+    repos, diff = code_state(_code_paths(code_of))
     environment = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "seed": seed,
         "packages": {name: _version(name) for name in KEY_PACKAGES},
-        "all_packages": sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]),
+        "all_packages": installed_packages(),
         "hardware": _hardware(torch),
-        "git": git,
+        "git": repos[0] if repos else {"commit": None, "branch": None, "dirty": None, "root": None},
+        "code_repos": repos,
         "determinism": _determinism(torch, trainer),
         "distributed": _distributed(trainer),
         "argv": sys.argv,
     }
+    label, reasons = reproducibility(environment)
+    environment["reproducibility"] = {"label": label, "reasons": reasons}
     return environment, diff
+
+
+def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
+    """Label a recorded environment **exact** or **statistical**, with the reasons for the latter.
+
+    Exact means: same code, packages, hardware and data should give bit-identical curves, because the
+    run was seeded and every source of run-to-run nondeterminism that trainlab knows of was switched off.
+    """
+    reasons = []
+    determinism = environment.get("determinism") or {}
+    distributed = environment.get("distributed") or {}
+    on_gpu = bool((environment.get("hardware") or {}).get("gpus")) and "CUDA" in str(distributed.get("accelerator"))
+    if environment.get("seed") is None:
+        reasons.append("no seed (seed_everything: false)")
+    if not determinism.get("deterministic_algorithms"):
+        reasons.append("deterministic algorithms off (trainer.deterministic: false)")
+    elif not determinism.get("seed_workers", True):
+        reasons.append("dataloader workers not seeded")
+    if on_gpu:
+        if determinism.get("deterministic_warn_only"):
+            reasons.append("deterministic algorithms only warn (trainer.deterministic: warn): GPU ops without a deterministic kernel still run")
+        if determinism.get("cudnn_benchmark"):
+            reasons.append("cuDNN benchmark on: kernels are chosen by timing")
+        if not determinism.get("CUBLAS_WORKSPACE_CONFIG"):
+            reasons.append("CUBLAS_WORKSPACE_CONFIG unset: cuBLAS reductions are not deterministic")
+        if (distributed.get("world_size") or 1) > 1:
+            reasons.append(f"{distributed['world_size']} GPU processes: NCCL does not guarantee the order of reductions")
+    return (STATISTICAL if reasons else EXACT), reasons
+
+
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution with its exact version."""
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name.lower()] = dist.version
+    return dict(sorted(packages.items()))
+
+
+def code_state(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], str]:
+    """Git state (commit, branch, dirty, digest of the diff) of each distinct repository holding ``paths``.
+
+    Returns the states and the combined diff text; with several repositories each diff is preceded by a
+    ``# repository`` line (``git apply`` skips text before the first ``diff --git``).
+    """
+    repos: list[dict[str, Any]] = []
+    diffs: list[str] = []
+    seen: set[str] = set()
+    for path in paths:
+        root = _git(["rev-parse", "--show-toplevel"], path)
+        if not root or root.strip() in seen:
+            continue
+        root = root.strip()
+        seen.add(root)
+        state, diff = _git_state(Path(root))
+        repos.append(state)
+        diffs.append(diff)
+    if len(repos) > 1:
+        text = "".join(f"# repository {r['name']} ({r['root']}) at {r['commit']}\n{d}" for r, d in zip(repos, diffs) if d)
+    else:
+        text = diffs[0] if diffs else ""
+    return repos, text
+
+
+def _code_paths(code_of: Iterable[Any]) -> list[Path]:
+    import trainlab
+
+    paths = [Path.cwd(), Path(trainlab.__file__).parent]
+    for obj in code_of:
+        try:
+            source = inspect.getsourcefile(type(obj))
+        except TypeError:  # built-in class
+            continue
+        if source:
+            paths.append(Path(source).parent)
+    return paths
 
 
 def _version(name: str) -> str | None:
@@ -51,19 +148,26 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def _git_state(cwd: Path) -> tuple[dict[str, Any], str]:
-    commit = _git(["rev-parse", "HEAD"], cwd)
-    if commit is None:
-        return {"commit": None, "branch": None, "dirty": None, "root": None}, ""
-    diff = _git(["diff", "HEAD", "--no-color"], cwd) or ""
-    untracked = (_git(["ls-files", "--others", "--exclude-standard"], cwd) or "").split()
+def _git_state(root: Path) -> tuple[dict[str, Any], str]:
+    commit = (_git(["rev-parse", "HEAD"], root) or "").strip() or None
+    diff = (_git(["diff", "HEAD", "--no-color"], root) or "") if commit else ""
+    untracked = (_git(["ls-files", "--others", "--exclude-standard"], root) or "").split()
+    remote = (_git(["config", "--get", "remote.origin.url"], root) or "").strip()
     return {
-        "commit": commit.strip(),
-        "branch": (_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd) or "").strip(),
+        # Repositories are matched across machines by name (remote URL, else folder name), not by path.
+        "name": remote or root.name,
+        "commit": commit,
+        "branch": (_git(["rev-parse", "--abbrev-ref", "HEAD"], root) or "").strip() if commit else None,
         "dirty": bool(diff) or bool(untracked),
+        "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+        "diff_files": _diff_files(diff),
         "untracked": untracked[:200],
-        "root": (_git(["rev-parse", "--show-toplevel"], cwd) or "").strip(),
+        "root": str(root),
     }, diff
+
+
+def _diff_files(diff: str) -> list[str]:
+    return [line.split(" b/", 1)[1] for line in diff.splitlines() if line.startswith("diff --git ") and " b/" in line]
 
 
 def _hardware(torch) -> dict[str, Any]:
@@ -75,9 +179,16 @@ def _hardware(torch) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    hardware: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    hardware["cuda"] = torch.version.cuda
-    hardware["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    hardware: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        # The vector instruction set and the thread count pick CPU kernels and split reductions:
+        # either can change the last bits of a float result.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+    }
     if torch.cuda.is_available():
         hardware["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         hardware["driver"] = _nvidia_driver()
@@ -101,7 +212,11 @@ def _determinism(torch, trainer) -> dict[str, Any]:
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        "PL_SEED_WORKERS": os.environ.get("PL_SEED_WORKERS"),
+        # Lightning's seed_everything(workers=True) sets it; its worker_init_fn then seeds each DataLoader worker.
+        "seed_workers": os.environ.get("PL_SEED_WORKERS") == "1",
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "precision": str(getattr(trainer, "precision", None)) if trainer is not None else None,
     }
 
@@ -113,6 +228,7 @@ def _distributed(trainer) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "num_nodes": trainer.num_nodes,
         "devices": trainer.num_devices,
+        "device_ids": list(getattr(trainer, "device_ids", []) or []),
         "accelerator": type(trainer.accelerator).__name__,
         "strategy": type(trainer.strategy).__name__,
     }

@@ -8,8 +8,25 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: a plain `m
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
-    """``--tracking-uri`` wins, then ``MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the working directory."""
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``--tracking-uri`` wins, then ``MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the working directory.
+
+    A relative SQLite path is made absolute: MLflow caches one store per URI string, and worker processes
+    may start elsewhere, so ``sqlite:///mlflow.db`` must not silently mean two different files.
+    """
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and ":memory:" not in uri:
+        uri = prefix + os.path.abspath(uri[len(prefix) :])
+    return uri
+
+
+def local_store_dir(tracking_uri: str) -> str:
+    """The directory holding a SQLite tracking store (else the working directory): where local siblings such as
+    the default Optuna storage live."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        return os.path.dirname(tracking_uri[len(prefix) :]) or os.getcwd()
+    return os.getcwd()
 
 
 def tracking_client(uri: str):

@@ -61,7 +61,7 @@ def build_model(config: RunConfig):
     try:
         # parse_object converts values in place (ints become PositiveInt); keep the document plain.
         namespace = parser.parse_object(copy.deepcopy({"model": section, "data": config.document["data"]}))
-        model = parser.instantiate_classes(namespace)["model"]
+        model = parser.instantiate(namespace)["model"]
     except ConfigError:
         raise
     except Exception as exc:  # jsonargparse wraps the model's own ValueError/TypeError in its message tree

@@ -187,11 +187,14 @@ def _record_inputs(record: RunRecord, config: RunConfig, model, datamodule, trai
     record.log_params(params)
     record.log_text(config.to_yaml(), "config.yaml")
     record.log_text(str(ModelSummary(model, max_depth=-1)), "model_summary.txt")
-    environment, diff = capture_environment(trainer)
+    environment, diff = capture_environment(trainer, seed=config.seed, code_of=(model, datamodule))
     record.log_json(environment, "environment.json")
     if diff:
         record.log_text(diff, "code.diff")
-    tags = {}
+    reproducibility = environment["reproducibility"]
+    tags = {"trainlab.reproducibility": reproducibility["label"]}
+    if reproducibility["reasons"]:
+        tags["trainlab.reproducibility.reasons"] = "; ".join(reproducibility["reasons"])
     if environment["git"].get("commit"):
         tags["mlflow.source.git.commit"] = environment["git"]["commit"]
     record.set_tags(tags)

@@ -1,0 +1,55 @@
+"""A net's trainable parameters grouped by layer, and per-layer gradient norms in a handful of kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ParameterLayers:
+    """The modules that own trainable parameters ("layers"), in definition order.
+
+    ``names[i]`` reads like ``net.layers.1 (Linear)``; ``layer_of[j]`` is the layer index of ``params[j]``.
+    """
+
+    names: list[str]
+    params: list[nn.Parameter]
+    layer_of: torch.Tensor
+
+    @classmethod
+    def of(cls, module: nn.Module) -> "ParameterLayers":
+        names: list[str] = []
+        params: list[nn.Parameter] = []
+        layer_of: list[int] = []
+        for name, child in module.named_modules():
+            own = [p for p in child.parameters(recurse=False) if p.requires_grad]
+            if not own:
+                continue
+            names.append(f"{name or 'model'} ({type(child).__name__})")
+            params.extend(own)
+            layer_of.extend([len(names) - 1] * len(own))
+        device = params[0].device if params else torch.device("cpu")
+        return cls(names, params, torch.tensor(layer_of, dtype=torch.long, device=device))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def short_name(self, index: int) -> str:
+        return self.names[index].split(" (")[0]
+
+    def norms(self, tensors: list[torch.Tensor | None]) -> torch.Tensor:
+        """Per-layer L2 norm of ``tensors`` (one per parameter; ``None`` counts as zero), on the params' device."""
+        present = [i for i, t in enumerate(tensors) if t is not None]
+        squares = torch.zeros(len(self.names), device=self.layer_of.device)
+        if not present:
+            return squares
+        # One fused multi-tensor kernel instead of a norm call per parameter (what clip_grad_norm_ uses too).
+        per_tensor = torch.stack(torch._foreach_norm([tensors[i] for i in present])).float()
+        index = self.layer_of if len(present) == len(tensors) else self.layer_of[present]
+        return squares.index_add_(0, index, per_tensor.square()).sqrt()
+
+    def grad_norms(self) -> torch.Tensor:
+        return self.norms([p.grad for p in self.params])

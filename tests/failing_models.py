@@ -1,0 +1,23 @@
+"""LightningModules that fail on purpose, importable by class path from experiment files in tests."""
+
+from __future__ import annotations
+
+from models import MLPClassifier
+
+
+class FailsAtSecondEpoch(MLPClassifier):
+    """Trains one epoch normally, then raises: the run must end FAILED with epoch 0's metrics kept."""
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch == 1:
+            raise RuntimeError("deliberate failure at epoch 1")
+
+
+class SlowClassifier(MLPClassifier):
+    """Sleeps each step so a test can interrupt a run mid-training."""
+
+    def training_step(self, batch, batch_idx):
+        import time
+
+        time.sleep(0.05)
+        return super().training_step(batch, batch_idx)
