@@ -12,18 +12,24 @@ from trainlab.types import NonNegativeInt, PositiveInt, UnitFraction
 
 from datamodules.loader import TensorBatchLoader
 
-Split = tuple[torch.Tensor, torch.Tensor]
+# A split's tensors, all of the same length: inputs first, targets last, e.g. (x, y) or (x, lengths, y).
+Split = tuple[torch.Tensor, ...]
 
 
 class InMemoryDataModule(L.LightningDataModule):
     """Loads whole splits as tensors once, normalises them with training statistics, batches by slicing.
 
     Subclasses implement :meth:`load_splits`, returning ``{"train": (x, y), "test": (x, y)}`` (a
-    validation split is then carved out of train) or ``{"train", "val", "test"}`` directly. Splits are a
-    deterministic function of ``split_seed``, not of the run's seed, so every trial of a study sees the
-    same data.
+    validation split is then carved out of train) or ``{"train", "val", "test"}`` directly; a split may
+    carry more tensors between inputs and targets, e.g. ``(x, lengths, y)``, and batches then have the
+    same form. Splits are a deterministic function of ``split_seed``, not of the run's seed, so every
+    trial of a study sees the same data. Normalisation applies to the first tensor only.
 
-    ``describe()`` tells the run builder what the model needs (input shape, number of classes).
+    ``balanced: true`` draws training batches with a class-balanced sampler (with replacement, each
+    class equally likely) for imbalanced class labels.
+
+    ``describe()`` tells the run builder what the model needs (input shape, number of classes, or the
+    number of outputs and the target scale for regression).
     """
 
     task: str = "classification"
@@ -36,6 +42,7 @@ class InMemoryDataModule(L.LightningDataModule):
         split_seed: NonNegativeInt = 0,
         shuffle: bool = True,
         normalize: bool = True,
+        balanced: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -48,6 +55,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.shuffle = shuffle
         self.normalize = normalize
+        self.balanced = balanced
         self.splits: dict[str, Split] | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------
@@ -55,7 +63,7 @@ class InMemoryDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def num_classes(self) -> int | None:
-        y = self._loaded()["train"][1]
+        y = self._loaded()["train"][-1]
         return int(y.max()) + 1 if y.dtype == torch.long else None
 
     # -- LightningDataModule hooks -----------------------------------------------------------------
@@ -84,17 +92,22 @@ class InMemoryDataModule(L.LightningDataModule):
         classes = self.num_classes()
         if classes is not None:
             facts["num_classes"] = classes
+        else:  # real-valued targets: regression
+            y = self._loaded()["train"][-1].float()
+            facts["num_outputs"] = 1 if y.dim() == 1 else int(y.shape[1])
+            facts["target_mean"] = float(y.mean())
+            facts["target_std"] = float(y.std().clamp_min(1e-8))
         return facts
 
     def fingerprint(self) -> dict[str, Any]:
         """SHA-256 of every split's tensors as used in training (after splitting and normalising)."""
         result = {}
-        for name, (x, y) in self._loaded().items():
+        for name, split in self._loaded().items():
             digest = hashlib.sha256()
-            for t in (x, y):
+            for t in split:
                 digest.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
                 digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-            result[name] = {"sha256": digest.hexdigest(), "samples": len(y)}
+            result[name] = {"sha256": digest.hexdigest(), "samples": len(split[-1])}
         return result
 
     # -- internals ---------------------------------------------------------------------------------
@@ -105,15 +118,18 @@ class InMemoryDataModule(L.LightningDataModule):
                 splits["train"], splits["val"] = self._carve(splits["train"], self.val_fraction)
             if self.normalize:
                 splits = self._normalized(splits)
+            labels = splits["train"][-1]
+            if self.balanced and (labels.dtype != torch.long or labels.dim() != 1):
+                raise ValueError("balanced: true needs one class label per sample; this data's targets are not that")
             self.splits = splits
         return self.splits
 
     def _carve(self, split: Split, fraction: float) -> tuple[Split, Split]:
-        x, y = split
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.split_seed))
-        n_held = int(round(len(y) * fraction))
+        n = len(split[-1])
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
+        n_held = int(round(n * fraction))
         keep, held = order[n_held:], order[:n_held]
-        return (x[keep], y[keep]), (x[held], y[held])
+        return tuple(t[keep] for t in split), tuple(t[held] for t in split)
 
     def _normalized(self, splits: dict[str, Split]) -> dict[str, Split]:
         x_train = splits["train"][0].float()
@@ -123,7 +139,7 @@ class InMemoryDataModule(L.LightningDataModule):
         std = x_train.std(dim=dims, keepdim=True).clamp_min(1e-8)
         if x_train.dim() > 2:
             mean, std = mean.squeeze(0), std.squeeze(0)
-        return {name: ((x.float() - mean) / std, y) for name, (x, y) in splits.items()}
+        return {name: ((x.float() - mean) / std, *rest) for name, (x, *rest) in splits.items()}
 
     def _move_to(self, device: torch.device) -> None:
         # Keep the whole dataset on the accelerator when it fits: batches are then views, no copies.
@@ -131,17 +147,24 @@ class InMemoryDataModule(L.LightningDataModule):
         size = sum(t.element_size() * t.nelement() for split in self.splits.values() for t in split)
         free, _ = torch.cuda.mem_get_info(device)
         if size < 0.5 * free:
-            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+            self.splits = {k: tuple(t.to(device) for t in split) for k, split in self.splits.items()}
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatchLoader:
-        x, y = self._loaded()[split]
+        tensors = self._loaded()[split]
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         return TensorBatchLoader(
-            (x, y),
+            tensors,
             batch_size=batch_size,
             shuffle=shuffle,
             seed=torch.initial_seed() % 2**31,
             rank=rank,
             world_size=world,
             equal_shards=split == "train",
+            sampler_weights=self._balancing_weights(tensors[-1]) if split == "train" and self.balanced else None,
         )
+
+    @staticmethod
+    def _balancing_weights(y: torch.Tensor) -> torch.Tensor:
+        """Per-sample weights 1 / (size of its class): every class is drawn equally often."""
+        counts = torch.bincount(y.cpu())
+        return (1.0 / counts.float())[y.cpu()]

@@ -56,7 +56,6 @@ class RegressionTask(TrainlabTask):
         scale = lambda v: (v - self.target_mean) / self.target_std  # noqa: E731
         loss = regression_loss(self.loss_name, scale(prediction), scale(y))
         metrics = self.metrics[f"{stage}_metrics"]
-        # R2Score wants (N,) or (N, outputs): flatten nothing, it averages over outputs.
         metrics.update(prediction.detach(), y)
         self.log_epoch_metric(f"{stage}/loss", loss.detach(), batch_size=len(y))
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))

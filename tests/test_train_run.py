@@ -130,9 +130,10 @@ def test_sigterm_ends_the_run_killed(workdir, fast_digits, tracking_uri):
     finally:
         if process.poll() is None:
             process.kill()
+    output = process.stdout.read()
     (run,) = all_runs(tracking_uri)
-    assert process.returncode != 0
-    assert run.info.status == "KILLED", run.data.tags
+    assert process.returncode != 0, output
+    assert run.info.status == "KILLED", (run.data.tags, output[-3000:])
 
 
 def test_help_does_not_import_heavy_libraries():

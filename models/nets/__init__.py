@@ -2,5 +2,7 @@
 
 from models.nets.cnn import SimpleCNN
 from models.nets.mlp import MLP
+from models.nets.rnn import RecurrentNet
+from models.nets.unet import UNet
 
-__all__ = ["MLP", "SimpleCNN"]
+__all__ = ["MLP", "RecurrentNet", "SimpleCNN", "UNet"]

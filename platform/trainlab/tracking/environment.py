@@ -27,7 +27,7 @@ EXACT, STATISTICAL = "exact", "statistical"
 def capture_environment(trainer=None, *, seed: int | None = None, code_of: Iterable[Any] = ()) -> tuple[dict[str, Any], str]:
     """Return ``(environment, diff)``; ``diff`` is the uncommitted change of every code repository involved.
 
-    ``code_of``: objects (model, datamodule) whose source repositories are recorded besides the working
+    ``code_of``: objects or classes (model, datamodule) whose source repositories are recorded besides the working
     directory's and trainlab's own, so a model living in another checkout is versioned too.
 
     Example::
@@ -125,7 +125,7 @@ def _code_paths(code_of: Iterable[Any]) -> list[Path]:
     paths = [Path.cwd(), Path(trainlab.__file__).parent]
     for obj in code_of:
         try:
-            source = inspect.getsourcefile(type(obj))
+            source = inspect.getsourcefile(obj if inspect.isclass(obj) else type(obj))
         except TypeError:  # built-in class
             continue
         if source:
@@ -150,8 +150,8 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 def _git_state(root: Path) -> tuple[dict[str, Any], str]:
     commit = (_git(["rev-parse", "HEAD"], root) or "").strip() or None
-    diff = (_git(["diff", "HEAD", "--no-color"], root) or "") if commit else ""
     untracked = (_git(["ls-files", "--others", "--exclude-standard"], root) or "").split()
+    diff = ((_git(["diff", "HEAD", "--no-color"], root) or "") if commit else "") + _untracked_code_diff(root, untracked)
     remote = (_git(["config", "--get", "remote.origin.url"], root) or "").strip()
     return {
         # Repositories are matched across machines by name (remote URL, else folder name), not by path.
@@ -164,6 +164,23 @@ def _git_state(root: Path) -> tuple[dict[str, Any], str]:
         "untracked": untracked[:200],
         "root": str(root),
     }, diff
+
+
+def _untracked_code_diff(root: Path, untracked: list[str], limit: int = 1_000_000) -> str:
+    """New Python files not yet added to git, as diffs against /dev/null: code the run used that ``git diff`` misses.
+
+    Only ``*.py``: other untracked files (the MLflow store itself, data, outputs) change with every run.
+    """
+    parts = []
+    for name in untracked:
+        path = root / name
+        if name.endswith(".py") and path.is_file() and path.stat().st_size <= limit:
+            try:  # --no-index exits 1 when the files differ, which is always the case here
+                out = subprocess.run(["git", "diff", "--no-color", "--no-index", "--", "/dev/null", name], cwd=root, capture_output=True, text=True, timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            parts.append(out.stdout)
+    return "".join(parts)
 
 
 def _diff_files(diff: str) -> list[str]:

@@ -1,0 +1,75 @@
+"""Re-run a tracked run from what it recorded and check that it matched.
+
+1. audit: what was recorded (code, packages, data fingerprints, hardware, world size, determinism)
+   against what is here now, and the verdict: exact reproduction expected, or only statistical;
+2. re-run the recorded config.yaml through the one training path, into a new run of the same experiment
+   tagged trainlab.reproduces=RUN_ID;
+3. compare every per-epoch curve and final metric; name the first epoch that diverges.
+
+Exit 0: matched (bit-identical for an exact run unless --tolerance is given; within tolerance otherwise).
+Exit 1: did not match (or, with --dry-run, config/data differ). Exit 2: cannot reproduce (unknown run, missing artifact).
+RUN_ID may also be study:NAME, the best finished trial of study NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import add_tracking_uri
+
+    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id to reproduce, or study:NAME for a study's best trial")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="largest accepted difference per value, relative above 1 (default: 0, bit-identical, for an exact run; 0.02 otherwise)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="audit only: report what differs, do not re-run")
+    add_tracking_uri(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import math
+    import tempfile
+
+    from trainlab.errors import ConfigError
+    from trainlab.reproduce.recorded import open_store
+    from trainlab.reproduce.report import audit_table, comparison_table, curves_figure, figure_png, html_page
+    from trainlab.reproduce.rerun import log_reproduction, reproduce
+    from trainlab.reproduce.study_runs import resolve_run_reference
+    from trainlab.tracking.store import resolve_tracking_uri
+
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise ConfigError("--tolerance", args.tolerance, "a number >= 0")
+    uri = resolve_tracking_uri(args.tracking_uri)
+    client = open_store(uri)
+    run_id = resolve_run_reference(client, args.run_id)
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    with tempfile.TemporaryDirectory(prefix="trainlab-reproduce-") as workdir:
+        result = reproduce(client, uri, run_id, tolerance=args.tolerance, dry_run=args.dry_run, workdir=workdir, say=say)
+        if args.dry_run:
+            return 1 if result.before.blocking else 0
+        tables = []
+        if result.after is not None and _rows(result.after) != _rows(result.before):
+            tables.append(audit_table(result.after, "audit after the re-run: original vs what the re-run recorded", ("original", "re-run")))
+            say(tables[-1].text())
+            say(f"verdict: {result.after.verdict()}")
+        comparison = comparison_table(result.comparison)
+        say(comparison.text())
+        say(result.verdict())
+        figure = figure_png(curves_figure(result.original.histories, result.rerun.histories, ("original", "re-run")))
+        page = html_page(f"reproduction of {result.original.run_id}", lines, [audit_table(result.before), *tables, comparison], [figure])
+        log_reproduction(client, result, "\n".join(lines) + "\n", page, comparison.csv())
+    print(f"logged on run {result.rerun.run_id}: tag trainlab.reproduction.verdict, reproduction/report.txt, report.html, comparison.csv")
+    return 0 if result.matches else 1
+
+
+def _rows(audit) -> list[tuple[str, str, str]]:
+    return [(d.aspect, d.recorded, d.now) for d in audit.differences]

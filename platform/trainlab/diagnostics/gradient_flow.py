@@ -1,0 +1,216 @@
+"""Gradient flow: which layers get gradients, how much each layer moves, and a vanishing/exploding verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from trainlab.diagnostics._layers import ParameterLayers
+from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, pyplot, set_tags
+
+VERDICT_TAG = "trainlab.gradients"
+LAYERS_TAG = "trainlab.gradients.layers"
+
+_CURES = {
+    "vanishing": "Usual cures: ReLU-family activations instead of sigmoid/tanh, batch norm "
+    "(model.init_args.batch_norm), Xavier/Kaiming initialisation (model.init_args.init), fewer layers.",
+    "exploding": "Usual cures: gradient clipping (trainer.gradient_clip_val), a lower learning rate, batch norm, "
+    "a smaller initialisation scale.",
+}
+
+
+@dataclass
+class GradientVerdict:
+    """``verdict`` is "vanishing", "exploding" or "healthy"; ``layers`` are the indices of the layers responsible."""
+
+    verdict: str
+    layers: list[int]
+
+
+def gradient_verdict(epoch_norms: np.ndarray, vanishing_ratio: float, exploding_norm: float) -> GradientVerdict:
+    """The run's verdict from per-epoch mean gradient norms (epochs × layers).
+
+    Exploding: a layer whose norm, averaged over any one epoch, exceeds ``exploding_norm``. Vanishing: a
+    layer whose norm averaged over the run is below ``vanishing_ratio`` × the strongest layer's. Layers
+    that never received a gradient (frozen or unused) are left out. Exploding wins over vanishing.
+    """
+    if epoch_norms.size == 0:
+        return GradientVerdict("healthy", [])
+    exploding = [i for i in range(epoch_norms.shape[1]) if np.nanmax(epoch_norms[:, i]) > exploding_norm]
+    if exploding:
+        return GradientVerdict("exploding", exploding)
+    run_means = epoch_norms.mean(axis=0)
+    strongest = run_means.max()
+    received = run_means > 0
+    vanishing = [i for i in np.flatnonzero(received) if run_means[i] < vanishing_ratio * strongest]
+    if vanishing:
+        return GradientVerdict("vanishing", [int(i) for i in vanishing])
+    return GradientVerdict("healthy", [])
+
+
+class GradientFlowMonitor(Callback):
+    """Per-layer gradient norms and weight-update/weight ratios per epoch, with a verdict on the gradient flow.
+
+    A *layer* is a module owning trainable parameters (``net.layers.1 (Linear)``). Each optimiser step adds
+    every layer's gradient L2 norm to a running sum on the device (no host sync); at the end of the epoch
+    the mean is logged as ``gradients/grad_norm/<layer>``. ``gradients/update_ratio/<layer>`` is
+    ||w_end − w_start|| / ||w_start|| over the epoch: how much the layer moved, whatever the optimiser.
+
+    At the end of the run: ``diagnostics/gradient_flow_heatmap.png`` (layers × epochs),
+    ``diagnostics/gradient_flow_layers.png`` (one bar per layer) and the tags ``trainlab.gradients`` =
+    ``vanishing`` | ``exploding`` | ``healthy`` and ``trainlab.gradients.layers`` (the layers responsible),
+    from the thresholds of :func:`gradient_verdict`: a layer whose mean gradient norm is below
+    ``vanishing_ratio`` (default 1e-3) × the strongest layer's is vanishing; a layer whose epoch-mean
+    gradient norm exceeds ``exploding_norm`` (default 100) is exploding.
+
+    Example::
+
+        trainer = Trainer(callbacks=[GradientFlowMonitor(vanishing_ratio=1e-3, exploding_norm=100.0)])
+        # deep sigmoid MLP -> tags trainlab.gradients=vanishing, trainlab.gradients.layers=net.layers.1, ...
+    """
+
+    def __init__(self, vanishing_ratio: float = 1e-3, exploding_norm: float = 100.0, per_step: bool = False) -> None:
+        self.vanishing_ratio = vanishing_ratio
+        self.exploding_norm = exploding_norm
+        self.per_step = per_step
+        self.layers: ParameterLayers | None = None
+        self.epoch_grad_norms: list[np.ndarray] = []
+        self.epoch_update_ratios: list[np.ndarray] = []
+        self.verdict: GradientVerdict | None = None
+        self._grad_sum: torch.Tensor | None = None
+        self._steps = 0
+        self._step_norms: list[torch.Tensor] = []
+        self._start_weights: list[torch.Tensor] = []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.layers = ParameterLayers.of(pl_module)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._grad_sum = torch.zeros(len(self.layers), device=self.layers.layer_of.device)
+        self._steps = 0
+        self._start_weights = [p.detach().clone() for p in self.layers.params]
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        norms = self.layers.grad_norms()
+        self._grad_sum += norms
+        self._steps += 1
+        if self.per_step:
+            self._step_norms.append(norms)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._close_epoch():
+            return
+        names = [self.layers.short_name(i) for i in range(len(self.layers))]
+        metrics = {f"gradients/grad_norm/{n}": float(v) for n, v in zip(names, self.epoch_grad_norms[-1])}
+        metrics.update({f"gradients/update_ratio/{n}": float(v) for n, v in zip(names, self.epoch_update_ratios[-1])})
+        log_epoch_metrics(trainer, metrics)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # A failed or pruned run still gets its verdict: an explosion is exactly what a user wants to see.
+        if self.layers is not None:
+            self._close_epoch()
+            self._report(trainer)
+
+    def _close_epoch(self) -> bool:
+        """Turn the running sums of the epoch into one row of each table; False when no step was taken."""
+        if self._steps == 0:
+            return False
+        with torch.no_grad():
+            start_norms = self.layers.norms(self._start_weights)
+            moved = self.layers.norms(torch._foreach_sub([p.detach() for p in self.layers.params], self._start_weights))
+            ratios = moved / start_norms.clamp_min(1e-12)
+        self.epoch_grad_norms.append((self._grad_sum / self._steps).cpu().numpy())
+        self.epoch_update_ratios.append(ratios.cpu().numpy())
+        self._steps = 0
+        return True
+
+    def _report(self, trainer: L.Trainer) -> None:
+        if not self.epoch_grad_norms:
+            return
+        norms = np.stack(self.epoch_grad_norms)
+        self.verdict = gradient_verdict(norms, self.vanishing_ratio, self.exploding_norm)
+        if not trainer.is_global_zero:
+            return
+        responsible = ", ".join(self.layers.short_name(i) for i in self.verdict.layers)
+        set_tags(trainer, {VERDICT_TAG: self.verdict.verdict, LAYERS_TAG: responsible or "-"})
+        if self.verdict.verdict != "healthy":
+            append_note(trainer, self._explanation(norms))
+        log_figure(trainer, self._heatmap(norms, np.stack(self.epoch_update_ratios)), "diagnostics/gradient_flow_heatmap.png")
+        log_figure(trainer, self._bars(norms), "diagnostics/gradient_flow_layers.png")
+        if self._step_norms:
+            log_figure(trainer, self._per_step(torch.stack(self._step_norms).cpu().numpy()), "diagnostics/gradient_norm_per_step.png")
+
+    def _explanation(self, norms: np.ndarray) -> str:
+        layers = ", ".join(self.layers.short_name(i) for i in self.verdict.layers)
+        if self.verdict.verdict == "vanishing":
+            strongest = norms.mean(axis=0).max()
+            finding = (
+                f"Vanishing gradients: layers {layers} get a mean gradient norm below {self.vanishing_ratio:g} × "
+                f"the strongest layer's ({strongest:.3g})."
+            )
+        else:
+            finding = f"Exploding gradients: layers {layers} have an epoch-mean gradient norm above {self.exploding_norm:g}."
+        return f"{finding} {_CURES[self.verdict.verdict]}"
+
+    def _colors(self) -> list[str]:
+        flagged = set(self.verdict.layers)
+        bad = "tab:red" if self.verdict.verdict == "vanishing" else "tab:orange"
+        return [bad if i in flagged else "tab:green" for i in range(len(self.layers))]
+
+    def _heatmap(self, norms: np.ndarray, ratios: np.ndarray):
+        plt = pyplot()
+        height = max(3.0, 0.35 * len(self.layers) + 1.5)
+        fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
+        panels = ((norms, "log10 mean gradient norm"), (ratios, "log10 update / weight ratio"))
+        for ax, (values, title) in zip(axes, panels):
+            image = ax.imshow(np.log10(np.clip(values.T, 1e-30, None)), aspect="auto", cmap="viridis", interpolation="nearest")
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.set_xticks(range(values.shape[0]))
+            fig.colorbar(image, ax=ax)
+        axes[0].set_yticks(range(len(self.layers)))
+        axes[0].set_yticklabels(self.layers.names, fontsize=8)
+        for label, color in zip(axes[0].get_yticklabels(), self._colors()):
+            label.set_color(color if color != "tab:green" else "black")
+        fig.suptitle(f"Gradient flow, layers from input (top) to output: {self.verdict.verdict}")
+        fig.tight_layout()
+        return fig
+
+    def _bars(self, norms: np.ndarray):
+        plt = pyplot()
+        means = norms.mean(axis=0)
+        fig, ax = plt.subplots(figsize=(9, max(3.0, 0.35 * len(self.layers) + 1.5)))
+        positions = np.arange(len(self.layers))
+        ax.barh(positions, np.clip(means, 1e-30, None), color=self._colors())
+        ax.set_yticks(positions)
+        ax.set_yticklabels(self.layers.names, fontsize=8)
+        ax.invert_yaxis()  # input layer on top, as in the heatmap
+        ax.set_xscale("log")
+        if self.vanishing_ratio > 0:
+            ax.axvline(self.vanishing_ratio * means.max(), color="tab:red", ls="--", label=f"vanishing below {self.vanishing_ratio:g} × strongest")
+        ax.axvline(self.exploding_norm, color="tab:orange", ls="--", label=f"exploding above {self.exploding_norm:g}")
+        ax.set_xlabel("mean gradient L2 norm over the run")
+        ax.set_title(f"Gradient norm per layer: {self.verdict.verdict}")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def _per_step(self, step_norms: np.ndarray):
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(10, 5))
+        for i, name in enumerate(self.layers.names):
+            ax.plot(np.clip(step_norms[:, i], 1e-30, None), lw=0.8, label=name)
+        ax.set_yscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("gradient L2 norm")
+        ax.set_title("Gradient norm per layer and step")
+        ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,261 @@
+"""Recorded vs now: what differs, what each difference means, and which reproduction to expect.
+
+Each :class:`Difference` carries its effect:
+- ``SAME_EXPERIMENT``: config or data differ, so the re-run is a different experiment and cannot match;
+- ``EXACTNESS``: code, packages, hardware, world size or determinism differ, so the re-run may be close
+  but need not be bit-identical;
+- ``INFO``: recorded for the record (other packages, kernel version), no effect on the numbers expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainlab.tracking.environment import EXACT, KEY_PACKAGES, STATISTICAL
+
+SAME_EXPERIMENT = "different experiment"
+EXACTNESS = "exactness not guaranteed"
+INFO = "no effect expected"
+
+_HARDWARE_KEYS = ("cpu", "cpu_capability", "torch_threads", "gpus", "driver", "cuda", "cudnn")
+_DISTRIBUTED_KEYS = ("world_size", "num_nodes", "devices", "accelerator", "strategy")
+# Set by fit_run itself when training starts, so only a finished re-run can show them.
+SET_AT_TRAINING_START = ("CUBLAS_WORKSPACE_CONFIG", "seed_workers")
+
+
+@dataclass
+class Difference:
+    aspect: str
+    recorded: str
+    now: str
+    effect: str
+
+
+@dataclass
+class Audit:
+    """The differences found and the reproduction they allow: ``exact`` or ``statistical``."""
+
+    differences: list[Difference]
+    recorded_label: str | None
+    recorded_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> list[Difference]:
+        return [d for d in self.differences if d.effect == SAME_EXPERIMENT]
+
+    @property
+    def expectation(self) -> str:
+        if self.recorded_label != EXACT or any(d.effect == EXACTNESS for d in self.differences):
+            return STATISTICAL
+        return EXACT
+
+    def verdict(self) -> str:
+        """One line: what the re-run can be expected to give, and why."""
+        if self.blocking:
+            aspects = sorted({d.aspect.split(":")[0] for d in self.blocking})
+            return f"cannot match: {' and '.join(aspects)} differ from what the run used"
+        if self.expectation == EXACT:
+            return "exact reproduction expected: recorded as exact; code, packages, data, hardware, world size and determinism unchanged"
+        why = []
+        if self.recorded_label != EXACT:
+            why.append(f"recorded as {self.recorded_label or 'unlabelled'}" + (f" ({'; '.join(self.recorded_reasons)})" if self.recorded_reasons else ""))
+        changed = sorted({d.aspect.split(":")[0] for d in self.differences if d.effect == EXACTNESS})
+        if changed:
+            why.append(f"{', '.join(changed)} changed")
+        return "only statistical reproduction expected: " + "; ".join(why)
+
+
+def audit(
+    recorded_config: dict[str, Any] | None,
+    recorded_environment: dict[str, Any] | None,
+    recorded_data: dict[str, Any] | None,
+    now_environment: dict[str, Any],
+    now_data: dict[str, Any] | None,
+    *,
+    config_edits: list[tuple[str, str | None, str | None]] = (),
+    now_config: dict[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
+) -> Audit:
+    """Compare a recorded run with the environment and data a re-run has (or will have) now.
+
+    ``config_edits`` come from :func:`trainlab.reproduce.recorded.config_edits`; ``now_config`` is the
+    config as it resolves today (new defaults show up there); ``skip`` names determinism keys not known yet.
+    """
+    differences = [Difference(f"config: {key}", _show(logged), _show(edited), SAME_EXPERIMENT) for key, logged, edited in config_edits]
+    if recorded_config is not None and now_config is not None:
+        for key, old, new in config_differences(recorded_config, now_config):
+            differences.append(Difference(f"config resolves differently: {key}", _show(old), _show(new), EXACTNESS))
+    differences += data_differences(recorded_data, now_data)
+    if recorded_environment is None:
+        differences.append(Difference("environment", "not recorded", "-", EXACTNESS))
+        label, reasons = None, []
+    else:
+        differences += environment_differences(recorded_environment, now_environment, skip=skip)
+        reproducibility = recorded_environment.get("reproducibility") or {}
+        label, reasons = reproducibility.get("label"), list(reproducibility.get("reasons") or [])
+    return Audit(differences, label, reasons)
+
+
+def state_now(config) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The environment and data fingerprint a re-run of ``config`` (a RunConfig) will have, found without training.
+
+    Loads the datamodule and builds a Trainer from the config, as fit_run does, so devices, world size,
+    precision and the torch determinism flags are the ones the re-run will use.
+    """
+    import lightning as L
+
+    from trainlab.config import RunConfig
+    from trainlab.tracking.environment import capture_environment
+    from trainlab.training import build
+
+    probe = RunConfig(copy.deepcopy(config.document))
+    datamodule = build.build_datamodule(probe)
+    fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
+    module, _, name = probe.document["model"]["class_path"].rpartition(".")
+    model_class = getattr(importlib.import_module(module), name)
+    trainer = L.Trainer(**build.trainer_arguments(probe), logger=False)
+    environment, _ = capture_environment(trainer, seed=probe.seed, code_of=(model_class, datamodule))
+    return environment, fingerprint
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(key, a value, b value)`` for every dotted key that differs, the ``tracking`` section aside."""
+    from trainlab.tracking.run_record import flatten
+
+    flat_a = {k: v for k, v in flatten(a).items() if not k.startswith("tracking")}
+    flat_b = {k: v for k, v in flatten(b).items() if not k.startswith("tracking")}
+    missing = object()
+    rows = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        old, new = flat_a.get(key, missing), flat_b.get(key, missing)
+        if old != new:
+            rows.append((key, None if old is missing else old, None if new is missing else new))
+    return rows
+
+
+def data_differences(recorded: dict[str, Any] | None, now: dict[str, Any] | None) -> list[Difference]:
+    if recorded is None and now is None:
+        return [Difference("data", "no fingerprint", "no fingerprint", INFO)]
+    if recorded is None or now is None:
+        return [Difference("data", _fingerprint(recorded), _fingerprint(now), EXACTNESS)]
+    rows = []
+    for split in sorted(set(recorded) | set(now)):
+        old, new = recorded.get(split), now.get(split)
+        if old != new:
+            rows.append(Difference(f"data: {split}", _split(old), _split(new), SAME_EXPERIMENT))
+    return rows
+
+
+def environment_differences(recorded: dict[str, Any], now: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Difference]:
+    rows = []
+    if recorded.get("python") != now.get("python"):
+        rows.append(Difference("packages: python", _show(recorded.get("python")), _show(now.get("python")), EXACTNESS))
+    old_packages, new_packages = _packages(recorded), _packages(now)
+    others = []
+    for name in sorted(set(old_packages) | set(new_packages)):
+        old, new = old_packages.get(name), new_packages.get(name)
+        if old == new:
+            continue
+        if name in KEY_PACKAGES:
+            rows.append(Difference(f"packages: {name}", _show(old), _show(new), EXACTNESS))
+        else:
+            others.append(f"{name} {old or '-'} -> {new or '-'}")
+    if others:
+        shown = ", ".join(others[:4]) + (f", ... ({len(others)} in all)" if len(others) > 4 else "")
+        rows.append(Difference("packages: others", f"{len(others)} differ", shown, INFO))
+    rows += _section(recorded, now, "hardware", _HARDWARE_KEYS, EXACTNESS)
+    rows += _section(recorded, now, "distributed", _DISTRIBUTED_KEYS, EXACTNESS)
+    determinism_keys = sorted(set(recorded.get("determinism") or {}) | set(now.get("determinism") or {}))
+    rows += _section(recorded, now, "determinism", tuple(k for k in determinism_keys if k not in skip), EXACTNESS)
+    rows += code_differences(recorded, now)
+    if recorded.get("platform") != now.get("platform"):
+        rows.append(Difference("platform", _show(recorded.get("platform")), _show(now.get("platform")), INFO))
+    return rows
+
+
+def code_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[Difference]:
+    """Per repository (matched by name): commit, and the digest of the uncommitted diff."""
+    old_repos, new_repos = _repos(recorded), _repos(now)
+    rows = []
+    for name in sorted(set(old_repos) | set(new_repos)):
+        old, new = old_repos.get(name), new_repos.get(name)
+        if old is None or new is None:
+            rows.append(Difference(f"code: {name}", "recorded" if old else "not part of the run", "in use" if new else "not part of the run now", INFO))
+            continue
+        if old.get("commit") != new.get("commit"):
+            rows.append(Difference(f"code: {name} commit", _short(old.get("commit")), _short(new.get("commit")), EXACTNESS))
+        if old.get("diff_sha256") != new.get("diff_sha256"):
+            rows.append(Difference(f"code: {name} uncommitted changes", _changes(old), _changes(new), EXACTNESS))
+    return rows
+
+
+def changed_files(diff_a: str, diff_b: str) -> list[str]:
+    """Files whose uncommitted change differs between two ``code.diff`` texts (present in one, or patched differently)."""
+    a, b = _split_diff(diff_a), _split_diff(diff_b)
+    return sorted(name for name in set(a) | set(b) if a.get(name) != b.get(name))
+
+
+def _split_diff(diff: str) -> dict[str, str]:
+    files: dict[str, list[str]] = {}
+    current = None
+    for line in diff.splitlines():
+        if line.startswith("diff --git ") and " b/" in line:
+            current = line.split(" b/", 1)[1]
+            files[current] = []
+        elif current is not None and not line.startswith("index "):  # blob ids change with unrelated edits
+            files[current].append(line)
+    return {name: "\n".join(lines) for name, lines in files.items()}
+
+
+def _repos(environment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    repos = environment.get("code_repos")
+    if repos is None:  # recorded before trainlab kept one entry per repository
+        repos = [environment["git"]] if (environment.get("git") or {}).get("commit") else []
+    return {repo.get("name") or repo.get("root") or "repository": repo for repo in repos}
+
+
+def _packages(environment: dict[str, Any]) -> dict[str, str]:
+    packages = environment.get("all_packages") or {}
+    if isinstance(packages, list):  # older records: ["name==version", ...]
+        packages = dict(item.lower().split("==", 1) for item in packages if "==" in item)
+    merged = {name.lower(): version for name, version in packages.items()}
+    merged.update({name: version for name, version in (environment.get("packages") or {}).items() if version})
+    return merged
+
+
+def _section(recorded: dict, now: dict, section: str, keys: tuple[str, ...], effect: str) -> list[Difference]:
+    old, new = recorded.get(section) or {}, now.get(section) or {}
+    return [Difference(f"{section}: {key}", _show(old.get(key)), _show(new.get(key)), effect) for key in keys if old.get(key) != new.get(key)]
+
+
+def _changes(repo: dict[str, Any]) -> str:
+    if not repo.get("diff_sha256"):
+        return "none"
+    files = repo.get("diff_files") or []
+    return f"{len(files)} file{'s' if len(files) != 1 else ''}, sha256 {repo['diff_sha256'][:8]}"
+
+
+def _fingerprint(fingerprint: dict[str, Any] | None) -> str:
+    if fingerprint is None:
+        return "no fingerprint"
+    return ", ".join(f"{split} {_split(value)}" for split, value in sorted(fingerprint.items()))
+
+
+def _split(value: dict[str, Any] | None) -> str:
+    if not value:
+        return "absent"
+    return f"sha256 {str(value.get('sha256'))[:8]}, {value.get('samples')} samples"
+
+
+def _short(commit: str | None) -> str:
+    return commit[:10] if commit else "none"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

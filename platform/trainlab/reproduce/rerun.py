@@ -1,0 +1,177 @@
+"""Re-running a recorded run through the one training path, and checking that it matched.
+
+    audit (recorded vs now) ─▶ fit_run(recorded config.yaml) ─▶ audit again (what the re-run recorded)
+                                                             └▶ compare every curve and final metric
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trainlab.errors import ConfigError
+from trainlab.reproduce.audit import SET_AT_TRAINING_START, Audit, audit, state_now
+from trainlab.reproduce.compare import Comparison, compare_histories
+from trainlab.reproduce.recorded import RecordedRun, config_edits, load_recorded
+from trainlab.tracking.environment import EXACT
+
+# Default tolerance when only a statistical reproduction can be expected: 2 points of accuracy, 2% of a loss.
+STATISTICAL_TOLERANCE = 0.02
+
+
+@dataclass
+class Reproduction:
+    """The outcome of ``trainlab reproduce``: the audit before training, and (unless a dry run) the re-run."""
+
+    original: RecordedRun
+    before: Audit
+    tolerance: float
+    rerun: RecordedRun | None = None
+    after: Audit | None = None
+    comparison: Comparison | None = None
+    failure: str | None = None  # the re-run ended FAILED/KILLED: why
+
+    @property
+    def matches(self) -> bool:
+        audit_now = self.after or self.before
+        return self.comparison is not None and self.failure is None and not audit_now.blocking and self.comparison.matches
+
+    def verdict(self) -> str:
+        if self.comparison is None:
+            return "audit only (--dry-run)"
+        audit_now = self.after or self.before
+        if self.matches:
+            return f"MATCH: {self.comparison.summary()}"
+        reasons = []
+        if self.failure:
+            reasons.append(f"re-run ended {self.failure}")
+        if audit_now.blocking:
+            reasons.append(audit_now.verdict().removeprefix("cannot match: "))
+        if not self.comparison.matches:
+            reasons.append(self.comparison.summary())
+        return "MISMATCH: " + "; ".join(reasons)
+
+
+def rerun_config(recorded: RecordedRun, *, seed: int | None = None, run_name: str | None = None, workdir: str | None = None):
+    """The recorded config.yaml, resolved again, to be trained into the original run's experiment.
+
+    ``trainlab.*``/``mlflow.*`` tags in its tracking section are dropped: they described the original
+    (a trial of some study); the caller tags the new run for what it is.
+    """
+    from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.config.experiment import set_dotted
+
+    if recorded.config_path is None:
+        raise ConfigError(f"run {recorded.run_id}", expected="a recorded config.yaml artifact")
+    try:
+        run = load_experiment(recorded.config_path).run
+    except ConfigError as exc:
+        raise ConfigError(f"run {recorded.run_id} config.yaml: {exc.key}", exc.value, exc.expected, exc.hint) from None
+    run = copy.deepcopy(run)
+    tags = (run.get("tracking") or {}).get("tags") or {}
+    set_dotted(run, "tracking.tags", {k: v for k, v in tags.items() if not k.startswith(("trainlab.", "mlflow."))})
+    set_dotted(run, "tracking.experiment", recorded.experiment_name)
+    set_dotted(run, "tracking.run_name", run_name or f"{recorded.name} (reproduction)")
+    if seed is not None:
+        run["seed_everything"] = seed
+    try:
+        return resolve_run_config(run)
+    except ConfigError as exc:  # the recorded config no longer resolves with today's code
+        raise ConfigError(f"run {recorded.run_id} config.yaml: {exc.key}", exc.value, exc.expected, exc.hint) from None
+
+
+def reproduce(
+    client,
+    tracking_uri: str,
+    run_id: str,
+    *,
+    tolerance: float | None = None,
+    dry_run: bool = False,
+    workdir: str,
+    say: Callable[[str], Any] = print,
+) -> Reproduction:
+    """Audit, re-run and compare run ``run_id``; ``say`` receives the report as it unfolds.
+
+    Tolerance: ``None`` means bit-identical when an exact reproduction is expected, else
+    :data:`STATISTICAL_TOLERANCE`.
+    """
+    from trainlab.reproduce.report import audit_table
+
+    original = load_recorded(client, run_id, workdir=workdir)
+    config = rerun_config(original)
+    say(f"reproduce {original.describe()}")
+    if original.status != "FINISHED":
+        say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
+    now_environment, now_data = state_now(config)
+    before = audit(
+        original.config,
+        original.environment,
+        original.data_fingerprint,
+        now_environment,
+        now_data,
+        config_edits=config_edits(original),
+        now_config=config.document,
+        skip=SET_AT_TRAINING_START,
+    )
+    chosen = tolerance if tolerance is not None else (0.0 if before.expectation == EXACT else STATISTICAL_TOLERANCE)
+    result = Reproduction(original, before, chosen)
+    say(audit_table(before).text())
+    say(f"verdict: {before.verdict()}")
+    if dry_run:
+        return result
+
+    new_run_id = _train(config, tracking_uri, original.run_id, result, say)
+    result.rerun = load_recorded(client, new_run_id, required=(), workdir=workdir)
+    rerun_environment = result.rerun.environment or now_environment
+    result.after = audit(
+        original.config,
+        original.environment,
+        original.data_fingerprint,
+        rerun_environment,
+        result.rerun.data_fingerprint,
+        config_edits=config_edits(original),
+        now_config=result.rerun.config or config.document,
+    )
+    if tolerance is None and result.after.expectation != before.expectation:
+        result.tolerance = 0.0 if result.after.expectation == EXACT else STATISTICAL_TOLERANCE
+    result.comparison = compare_histories(original.histories, result.rerun.histories, result.tolerance)
+    return result
+
+
+def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say) -> str:
+    from trainlab.training import fit_run
+    from trainlab.training.fit_run import RunEnded
+
+    say(f"re-running through fit_run into experiment {config.tracking['experiment']} (tag trainlab.reproduces={original_id}) ...")
+    tags = {"trainlab.reproduces": original_id, "trainlab.kind": "reproduction"}
+    try:
+        run_id = fit_run(config, tracking_uri, tags=tags).run_id
+    except RunEnded as ended:
+        result.failure = f"{ended.result.status}: {ended.result.reason}"
+        run_id = ended.result.run_id
+    say(f"re-run: run {run_id}")
+    return run_id
+
+
+def log_reproduction(client, result: Reproduction, text: str, html: str, csv: str) -> None:
+    """Verdict as tags, report and comparison table as artifacts, on the new run."""
+    from mlflow.entities import RunTag
+
+    assert result.rerun is not None and result.comparison is not None
+    audit_now = result.after or result.before
+    divergence = result.comparison.first_divergence()
+    tags = {
+        "trainlab.reproduction.verdict": "match" if result.matches else "mismatch",
+        "trainlab.reproduction.expected": audit_now.expectation,
+        "trainlab.reproduction.tolerance": f"{result.tolerance:g}",
+        "trainlab.reproduction.summary": result.verdict()[:5000],
+    }
+    if divergence:
+        tags["trainlab.reproduction.first_divergence"] = f"epoch {divergence[0]}: {', '.join(divergence[1])}"[:5000]
+    run_id = result.rerun.run_id
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    client.log_text(run_id, text, "reproduction/report.txt")
+    client.log_text(run_id, html, "reproduction/report.html")
+    client.log_text(run_id, csv, "reproduction/comparison.csv")

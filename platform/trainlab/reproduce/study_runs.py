@@ -1,0 +1,83 @@
+"""A study as MLflow holds it: the parent run (tag ``trainlab.kind=study``) and its trial runs, ranked.
+
+The layout (shared with ``trainlab study``): the parent carries ``trainlab.study`` (name),
+``trainlab.study.metric`` and ``trainlab.study.direction`` (minimize/maximize); each trial is a child run
+tagged ``trainlab.kind=trial``, ``trainlab.study``, ``trainlab.trial`` (number), whose value is the
+run's metric named by ``trainlab.study.metric``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trainlab.errors import ConfigError
+
+STUDY_PREFIX = "study:"
+
+
+@dataclass
+class StudyRuns:
+    name: str
+    parent: Any  # mlflow.entities.Run
+    metric: str
+    direction: str
+    trials: list[Any]  # finished trial runs with a finite value, best first
+
+    def value(self, run) -> float:
+        return run.data.metrics[self.metric]
+
+
+def find_study(client, name: str, experiment: str | None = None) -> StudyRuns:
+    """The study's latest parent run and its finished trials ranked by the study metric; ConfigError if absent."""
+    experiment_ids = _experiment_ids(client, experiment)
+    parents = [r for r in _search(client, experiment_ids, "study") if r.data.tags.get("trainlab.study") == name]
+    if not parents:
+        known = sorted({r.data.tags.get("trainlab.study", "?") for r in _search(client, experiment_ids, "study")})
+        raise ConfigError("STUDY", name, f"a study recorded in {client.tracking_uri} ({', '.join(known) or 'none yet'})")
+    parent = max(parents, key=lambda r: r.info.start_time or 0)
+    tags = parent.data.tags
+    metric = tags.get("trainlab.study.metric")
+    direction = tags.get("trainlab.study.direction", "minimize")
+    if not metric or direction not in ("minimize", "maximize"):
+        raise ConfigError(f"study {name}", expected="parent run tags trainlab.study.metric and trainlab.study.direction (minimize|maximize)")
+    trials = [
+        r
+        for r in _search(client, [parent.info.experiment_id], "trial")
+        if r.data.tags.get("trainlab.study") == name and r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(metric, math.nan))
+    ]
+    trials.sort(key=lambda r: r.data.metrics[metric], reverse=direction == "maximize")
+    return StudyRuns(name, parent, metric, direction, trials)
+
+
+def resolve_run_reference(client, reference: str) -> str:
+    """A run id, or ``study:NAME`` for the best finished trial of study NAME."""
+    if not reference.startswith(STUDY_PREFIX):
+        return reference
+    study = find_study(client, reference[len(STUDY_PREFIX) :])
+    if not study.trials:
+        raise ConfigError("RUN_ID", reference, f"a study with a finished trial that logged {study.metric}")
+    return study.trials[0].info.run_id
+
+
+def _experiment_ids(client, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise ConfigError("--experiment", experiment, f"an existing experiment ({', '.join(names) or 'none yet'})")
+    return [found.experiment_id]
+
+
+def _search(client, experiment_ids: list[str], kind: str) -> list[Any]:
+    if not experiment_ids:
+        return []
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=f"tags.`trainlab.kind` = '{kind}'", max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs

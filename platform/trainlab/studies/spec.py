@@ -1,0 +1,185 @@
+"""The ``study`` section of an experiment file, validated before any study or run exists."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from trainlab.config.experiment import Experiment, get_dotted
+from trainlab.errors import ConfigError
+from trainlab.studies.pruners import PRUNERS, build_pruner
+from trainlab.studies.samplers import SAMPLERS, build_sampler
+from trainlab.studies.search_space import SearchSpace, apply_params, parse_search_space
+
+STUDY_KEYS = ("name", "metric", "direction", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
+DEFAULT_SAMPLER = "tpe"
+DEFAULT_PRUNER = "median"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What to optimise and how: metric, direction, budget, sampler, pruner and the search space.
+
+    Example experiment-file sections::
+
+        study:
+          metric: val/acc            # default: the model's monitor (val/loss, val/acc, ...)
+          direction: maximize        # default: the model's monitor_mode
+          n_trials: 20               # and/or timeout: 10m
+          sampler: {type: tpe, seed: 42}
+          pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 2}
+        search_space:
+          model.init_args.dropout: {low: 0.0, high: 0.5}
+    """
+
+    name: str
+    metric: str
+    direction: str
+    n_trials: int | None
+    timeout: float | None
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    retry_failed: int
+    space: SearchSpace
+    max_epochs: int | None = None
+
+
+def load_study_spec(
+    experiment: Experiment,
+    *,
+    n_trials: int | None = None,
+    timeout: str | float | None = None,
+    name: str | None = None,
+    check_run: bool = True,
+) -> StudySpec:
+    """Validate the study sections of ``experiment`` (command-line values win over the file's).
+
+    With ``check_run`` every sub-space is applied to the run config at both ends of every range and
+    resolved, so a value the model or optimizer rejects is reported now, with its key, not at trial 7.
+    """
+    from trainlab.config import resolve_run_config
+
+    section = experiment.study or {}
+    if not isinstance(section, dict):
+        raise ConfigError("study", section, "a mapping with metric, direction, n_trials, sampler, pruner")
+    unknown = sorted(set(section) - set(STUDY_KEYS))
+    if unknown:
+        raise ConfigError(f"study.{unknown[0]}", expected=f"one of {', '.join(STUDY_KEYS)}")
+    if experiment.search_space is None:
+        raise ConfigError("search_space", expected="a section listing the config keys to search, e.g. model.init_args.dropout: {low: 0.0, high: 0.5}")
+
+    base = resolve_run_config(experiment.run)
+    metric, direction = _metric_and_direction(section, base.document)
+    budget_trials = _trial_count(n_trials if n_trials is not None else section.get("n_trials"), "--n-trials" if n_trials is not None else "study.n_trials")
+    budget_time = _duration(timeout if timeout is not None else section.get("timeout"), "--timeout" if timeout is not None else "study.timeout")
+    if budget_trials is None and budget_time is None:
+        raise ConfigError("study.n_trials", expected="a number of trials (or a time budget: study.timeout, --timeout)")
+    retry = section.get("retry_failed", 0)
+    if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+        raise ConfigError("study.retry_failed", retry, "an integer >= 0 (how many times to re-run a failed trial)")
+    study_name = name or section.get("name") or base.tracking["experiment"]
+    if not isinstance(study_name, str) or not study_name.strip():
+        raise ConfigError("study.name", study_name, "a non-empty name")
+
+    space = parse_search_space(experiment.search_space)
+    spec = StudySpec(
+        name=study_name,
+        metric=metric,
+        direction=direction,
+        n_trials=budget_trials,
+        timeout=budget_time,
+        sampler=_component(section.get("sampler", DEFAULT_SAMPLER), "study.sampler", SAMPLERS),
+        pruner=_component(section.get("pruner", DEFAULT_PRUNER), "study.pruner", PRUNERS),
+        retry_failed=retry,
+        space=space,
+        max_epochs=base.document["trainer"].get("max_epochs"),
+    )
+    build_sampler(spec.sampler, space)
+    build_pruner(spec.pruner, spec.max_epochs)
+    if check_run:
+        check_space_against_run(space, experiment.run)
+    return spec
+
+
+def check_space_against_run(space: SearchSpace, run: dict[str, Any]) -> None:
+    """Resolve the run config with every sub-space at both ends of its ranges; name the entry that breaks it."""
+    from trainlab.config import resolve_run_config
+
+    for values, where in space.probes():
+        try:
+            document = resolve_run_config(apply_params(run, values)).document
+        except ConfigError as exc:
+            searched = any(exc.key == path or exc.key.startswith(path + ".") for path in values)
+            hint = "; ".join(part for part in (exc.hint, f"when {where}" if where else None) if part)
+            raise ConfigError(f"search_space.{exc.key}" if searched else exc.key, exc.value, exc.expected, hint or None) from None
+        for path in values:
+            if get_dotted(document, path, _MISSING) is _MISSING:
+                raise ConfigError(f"search_space.{path}", expected="a key of the resolved run config (see a run's config.yaml)")
+
+
+def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> tuple[str, str]:
+    monitor, monitor_mode = _model_monitor(document)
+    metric = section.get("metric", monitor)
+    if not isinstance(metric, str) or not metric:
+        raise ConfigError("study.metric", metric, "a metric name the model logs each epoch, e.g. val/acc")
+    if metric.startswith("test/"):
+        raise ConfigError("study.metric", metric, "a validation metric such as val/acc (test metrics must not steer the search)")
+    direction = section.get("direction")
+    if direction is None:
+        if metric != monitor:
+            raise ConfigError("study.direction", expected=f"minimize or maximize (it cannot be inferred for {metric})")
+        direction = "maximize" if monitor_mode == "max" else "minimize"
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError("study.direction", direction, "minimize or maximize")
+    return metric, direction
+
+
+def _model_monitor(document: dict[str, Any]) -> tuple[str, str]:
+    """The metric the model's task watches (``TrainlabTask.monitor``), the natural default objective."""
+    from jsonargparse import import_object
+
+    try:
+        cls = import_object(document["model"]["class_path"])
+    except Exception:
+        return "val/loss", "min"
+    return getattr(cls, "monitor", "val/loss"), getattr(cls, "monitor_mode", "min")
+
+
+def _component(value: Any, key: str, known: dict[str, str]) -> dict[str, Any]:
+    settings = {"type": value} if isinstance(value, str) else value
+    if not isinstance(settings, dict):
+        raise ConfigError(key, value, f"a name ({', '.join(known)}) or a mapping with type and options")
+    settings = {"type": DEFAULT_SAMPLER if key.endswith("sampler") else DEFAULT_PRUNER, **settings}
+    if settings["type"] not in known:
+        raise ConfigError(f"{key}.type", settings["type"], f"one of {', '.join(known)}")
+    seed = settings.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"{key}.seed", seed, "an integer")
+    return settings
+
+
+def _trial_count(value: Any, key: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(key, value, "an integer >= 1")
+    return value
+
+
+def _duration(value: Any, key: str) -> float | None:
+    """Seconds, or a number with s/m/h: ``90``, ``90s``, ``10m``, ``2h``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(key, value, "a duration such as 600, 90s, 10m or 2h")
+        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(key, value, "a duration > 0")
+    return seconds
