@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        # --debug is accepted anywhere on the line, also between a command's positional arguments.
+        args = parser.parse_args([a for a in argv if a != "--debug"])
+        args.debug = debug
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2

@@ -30,10 +30,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = fit_run(config, uri)
     except RunEnded as ended:
-        print(f"trainlab: run {ended.result.run_id} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
+        who = f"run {ended.result.run_id}" if ended.result.run_id else "a non-zero rank of the run"
+        print(f"trainlab: {who} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
         if getattr(args, "debug", False):
             raise
         return 1
+    if result.run_id is None:
+        return 0  # a DDP rank other than 0: rank 0 reports
     summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
     print(f"run {result.run_id} {result.status}  {summary}")
     print(f"tracking: {uri}  (browse: mlflow ui --backend-store-uri {uri})")

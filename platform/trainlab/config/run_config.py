@@ -85,10 +85,20 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     seed = document.get("seed_everything")
     if seed is True:
         # LightningCLI semantics: true means "pick a seed"; record it so the run can be repeated.
-        document["seed_everything"] = random.randint(0, 2**31 - 1)
+        document["seed_everything"] = _inherited_ddp_seed() or random.randint(0, 2**31 - 1)
     elif seed is False:
         document["seed_everything"] = None
     return RunConfig(document=document)
+
+
+def _inherited_ddp_seed() -> int | None:
+    """Lightning re-executes the command for DDP ranks > 0; they must draw rank 0's seed, which
+    seed_everything left in PL_GLOBAL_SEED of the environment they inherited."""
+    import os
+
+    if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get("PL_GLOBAL_SEED"):
+        return int(os.environ["PL_GLOBAL_SEED"])
+    return None
 
 
 def _check_optimization(document: dict[str, Any]) -> None:
@@ -110,12 +120,23 @@ def _check_optimization(document: dict[str, Any]) -> None:
         optimizer = instantiate_class([probe], optimizer_config) if optimizer_config else torch.optim.Adam([probe])
     except (ValueError, TypeError) as exc:
         raise ConfigError("optimizer.init_args", expected="values the optimizer accepts", hint=str(exc)) from None
+    clip = (document.get("trainer") or {}).get("gradient_clip_val")
+    if isinstance(clip, (int, float)) and clip < 0:
+        raise ConfigError("trainer.gradient_clip_val", clip, "a number >= 0 (0 or null: no clipping)")
     scheduler_config = document.get("lr_scheduler")
     if scheduler_config:
         try:
-            instantiate_class(optimizer, scheduler_config)
+            instantiate_class(optimizer, _one_cycle_probe(scheduler_config))
         except (ValueError, TypeError) as exc:
             raise ConfigError("lr_scheduler.init_args", expected="values the scheduler accepts", hint=str(exc)) from None
+
+
+def _one_cycle_probe(config: dict[str, Any]) -> dict[str, Any]:
+    """OneCycleLR may leave out total_steps: the task fills it from the trainer (models/task.py); probe with a stand-in."""
+    init = config.get("init_args") or {}
+    if not config.get("class_path", "").endswith("OneCycleLR") or init.get("total_steps") or init.get("epochs"):
+        return config
+    return {**config, "init_args": {**init, "total_steps": 1}}
 
 
 def _check_diagnostics(document: dict[str, Any]) -> None:

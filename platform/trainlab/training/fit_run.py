@@ -91,6 +91,7 @@ def fit_run(
             logger.flush()
             _record_outputs(record, logger, model, checkpoint, metrics)
             record.end("FINISHED")
+        _leave_process_group_together(trainer)
         return RunResult(record.run_id if record else None, "FINISHED", metrics, dict(logger.history) if logger else {})
     except BaseException as exc:
         status, reason, end_tags = classify_failure(exc, trainer)
@@ -105,6 +106,16 @@ def fit_run(
     finally:
         if workdir:
             workdir.cleanup()
+
+
+def _leave_process_group_together(trainer) -> None:
+    """Ranks wait for rank 0 to finish recording, then close the group: a rank that exits while another is
+    still inside a gloo/NCCL call makes that one fail with 'Connection closed by peer'."""
+    import torch.distributed as dist
+
+    if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        trainer.strategy.barrier("trainlab-run-recorded")
+        dist.destroy_process_group()
 
 
 def classify_failure(exc: BaseException, trainer=None) -> tuple[str, str, dict[str, str]]:
@@ -179,6 +190,7 @@ def _record_inputs(record: RunRecord, config: RunConfig, model, datamodule, trai
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
     from trainlab.tracking.environment import capture_environment
+    from trainlab.tracking.parameters import parameter_table
 
     params = {key: value for key, value in flatten(config.document).items() if not key.startswith("tracking.")}
     total = sum(p.numel() for p in model.parameters())
@@ -187,6 +199,7 @@ def _record_inputs(record: RunRecord, config: RunConfig, model, datamodule, trai
     record.log_params(params)
     record.log_text(config.to_yaml(), "config.yaml")
     record.log_text(str(ModelSummary(model, max_depth=-1)), "model_summary.txt")
+    record.log_text(parameter_table(model), "model/parameters.csv")
     environment, diff = capture_environment(trainer, seed=config.seed, code_of=(model, datamodule))
     record.log_json(environment, "environment.json")
     if diff:
