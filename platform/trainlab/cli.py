@@ -16,6 +16,7 @@ COMMANDS = {
     "study": ("study", "run (or resume) an Optuna study described by an experiment file"),
     "runs": ("runs", "list the recent runs of an experiment"),
     "ui": ("ui", "open the MLflow UI and optuna-dashboard on the same stores"),
+    "server": ("server", "start a shared MLflow tracking server for workers on several machines"),
     "reproduce": ("reproduce", "re-run a tracked run and check that it matched"),
     "diff": ("diff", "explain why two tracked runs differ"),
     "confirm": ("confirm", "re-run a study's top trials over several seeds"),

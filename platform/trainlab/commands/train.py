@@ -39,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         return 0  # a DDP rank other than 0: rank 0 reports
     summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
     print(f"run {result.run_id} {result.status}  {summary}")
-    print(f"tracking: {uri}  (browse: mlflow ui --backend-store-uri {uri})")
+    browse = uri if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {uri}"
+    print(f"tracking: {uri}  (browse: {browse})")
     return 0

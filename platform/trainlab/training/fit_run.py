@@ -71,7 +71,10 @@ def fit_run(
     workdir = tempfile.TemporaryDirectory(prefix="trainlab-run-") if is_rank_zero else None
     trainer, checkpoint = _build_trainer(config, model, list(callbacks), workdir.name if workdir else None)
 
-    record = _create_record(config, uri, parent_run_id, tags) if is_rank_zero else None
+    try:
+        record = _create_record(config, uri, parent_run_id, tags) if is_rank_zero else None
+    except Exception as exc:  # nothing was recorded yet: an unreachable or unusable store is bad input
+        raise ConfigError("--tracking-uri", uri, "a reachable MLflow tracking store", hint=str(exc).splitlines()[0][:300]) from None
     if record and on_run_created:
         on_run_created(record.run_id)
     logger = None
