@@ -1,5 +1,8 @@
-"""Classification task: cross-entropy (optionally label-smoothed) or BCE; accuracy, macro F1 and the
-test confusion matrix via torchmetrics."""
+"""Classification task: cross-entropy (optionally label-smoothed) or BCE; accuracy and macro F1 via torchmetrics.
+
+The test set's confusion matrix is drawn by the diagnostics (``trainlab.diagnostics.ConfusionMatrixReport``,
+on for every task whose ``task_type`` is "classification"), also with torchmetrics.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from models.losses import ClassificationLoss
 from models.task import TrainlabTask
+from trainlab.errors import ConfigError
 
 
 class ClassificationTask(TrainlabTask):
@@ -21,9 +25,7 @@ class ClassificationTask(TrainlabTask):
     ``loss: bce`` (then the net has one output ``z`` and the logits are ``[0, z]``, whose softmax is
     ``[1 - sigmoid(z), sigmoid(z)]``), so argmax and softmax work the same for every loss.
 
-    Metric state lives in torchmetrics objects, so accuracy, F1 and the confusion matrix are exact under
-    DDP. After testing, ``confusion_matrix`` holds the test set's matrix (rows: true class) and an MLflow
-    logger gets it as the artifact ``metrics/test_confusion_matrix.json``.
+    Metric state lives in torchmetrics objects, so accuracy and F1 are exact under DDP.
     """
 
     monitor = "val/acc"
@@ -39,7 +41,7 @@ class ClassificationTask(TrainlabTask):
     ) -> None:
         super().__init__(l1_penalty=l1_penalty)
         if loss == "bce" and num_classes != 2:
-            raise ValueError(f"loss 'bce' needs two classes, the data has {num_classes}; use loss: cross_entropy")
+            raise ConfigError("model.init_args.loss", loss, f"cross_entropy for {num_classes} classes (bce is for two)")
         self.num_classes = num_classes
         self.loss_name = loss
         self.label_smoothing = label_smoothing
@@ -51,8 +53,6 @@ class ClassificationTask(TrainlabTask):
         )
         # Keys get a suffix: a ModuleDict key "train" would clash with nn.Module.train().
         self.metrics = nn.ModuleDict({f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test")})
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
-        self.confusion_matrix: torch.Tensor | None = None
 
     net: nn.Module
 
@@ -78,17 +78,5 @@ class ClassificationTask(TrainlabTask):
         loss = self.loss(logits, y, self.label_smoothing if stage == "train" else 0.0)
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(logits.detach(), y)
-        if stage == "test":
-            self.test_confusion.update(logits.detach(), y)
         self.log_epoch_metric(f"{stage}/loss", loss.detach(), batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
-
-    def on_test_epoch_end(self) -> None:
-        self.confusion_matrix = self.test_confusion.compute().cpu()
-        self.test_confusion.reset()
-        log_dict = getattr(getattr(self.logger, "experiment", None), "log_dict", None)
-        run_id = getattr(self.logger, "run_id", None)
-        if self.trainer.is_global_zero and log_dict is not None and run_id is not None:
-            matrix = {"rows": "true class", "columns": "predicted class", "matrix": self.confusion_matrix.tolist()}
-            log_dict(run_id, matrix, "metrics/test_confusion_matrix.json")

@@ -30,6 +30,8 @@ class CNNClassifier(ClassificationTask):
         dropout: UnitFraction = 0.0,
         batch_norm: bool = True,
         init: Init = "default",
+        global_pool: bool = True,
+        channels_last: bool = False,
         loss: ClassificationLoss = "cross_entropy",
         label_smoothing: UnitFraction = 0.0,
         l1_penalty: NonNegativeFloat = 0.0,
@@ -50,4 +52,7 @@ class CNNClassifier(ClassificationTask):
             batch_norm=batch_norm,
             convs_per_stage=convs_per_stage,
             init=init,
+            global_pool=global_pool,
+            input_size=input_shape[1:],
+            channels_last=channels_last,
         )

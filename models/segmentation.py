@@ -80,7 +80,6 @@ class SegmentationTask(TrainlabTask):
         metrics = self.metrics[f"{stage}_metrics"]
         metrics.update(predicted, y)
         self.log_epoch_metric(f"{stage}/loss", loss.detach(), batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
 

@@ -23,7 +23,8 @@ class TrainlabTask(L.LightningModule):
     """Base LightningModule: builds the optimiser and scheduler from config dicts set by the run builder.
 
     Subclasses implement ``shared_step(batch, stage) -> loss``: it computes the data loss, updates the
-    stage's metrics and logs ``{stage}/loss``. The training step adds the L1 weight penalty
+    stage's torchmetrics collection ``self.metrics[f"{stage}_metrics"]`` (logged and reset at the end of
+    each epoch) and logs ``{stage}/loss``. The training step adds the L1 weight penalty
     (``l1_penalty`` × Σ|w| over the net's weight matrices) to what is minimised and logs it as
     ``train/l1_penalty``; ``train/loss`` stays the data loss, comparable with ``val/loss``.
 
@@ -63,6 +64,21 @@ class TrainlabTask(L.LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.shared_step(batch, "test")
 
+    # Tasks keep one torchmetrics collection per stage in ``self.metrics[f"{stage}_metrics"]``.
+    def on_train_epoch_end(self) -> None:
+        self._log_stage_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_stage_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_stage_metrics("test")
+
+    def _log_stage_metrics(self, stage: str) -> None:
+        metrics = getattr(self, "metrics", None)
+        if isinstance(metrics, torch.nn.ModuleDict) and f"{stage}_metrics" in metrics:
+            self.log_metric_collection(metrics[f"{stage}_metrics"])
+
     # -- optimisation ------------------------------------------------------------------------------
     def set_optimization(self, optimizer: dict[str, Any] | None, lr_scheduler: dict[str, Any] | None) -> None:
         self.optimizer_config = optimizer or DEFAULT_OPTIMIZER
@@ -97,3 +113,16 @@ class TrainlabTask(L.LightningModule):
     def log_epoch_metric(self, name: str, value: Any, batch_size: int) -> None:
         """Epoch-level logging, reduced across DDP ranks; the MLflow logger writes it with the epoch as step."""
         self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+
+    def log_metric_collection(self, metrics: Any) -> None:
+        """Log a torchmetrics collection's epoch values and reset it; call it from ``on_<stage>_epoch_end``.
+
+        Steps only ``update`` the metrics: handing metric objects to ``self.log`` on every step makes
+        Lightning walk each metric's state per step, which cost more than the step itself for small nets
+        (benchmarks/overhead.py). ``compute`` already reduces over DDP ranks, so the values are final.
+        """
+        if not any(metric.update_count for metric in metrics.values()):
+            return  # no batches this epoch (e.g. limit_val_batches=0)
+        # sync_dist: all ranks hold the same values; averaging them changes nothing and keeps Lightning quiet.
+        self.log_dict(metrics.compute(), on_step=False, on_epoch=True, sync_dist=True)
+        metrics.reset()

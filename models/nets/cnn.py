@@ -30,6 +30,9 @@ class SimpleCNN(nn.Module):
         batch_norm: bool = True,
         convs_per_stage: int = 1,
         init: str = "default",
+        global_pool: bool = True,
+        input_size: Sequence[int] | None = None,
+        channels_last: bool = False,
     ):
         super().__init__()
         stages: list[nn.Module] = []
@@ -43,10 +46,19 @@ class SimpleCNN(nn.Module):
                 width = out
             stages.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*stages)
-        # Global average pooling keeps the head independent of the input size.
+        if global_pool:
+            # Global average pooling keeps the head independent of the input size.
+            pool: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        else:
+            # Flattening keeps where features are: more accurate for small nets on small images.
+            if input_size is None:
+                raise ValueError("global_pool=False needs the input_size (H, W) to size the head")
+            side = [size // 2 ** len(channels) for size in input_size]
+            if min(side) < 1:
+                raise ValueError(f"{len(channels)} pooling stages leave nothing of a {tuple(input_size)} input")
+            pool, width = [nn.Flatten()], width * side[0] * side[1]
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
+            *pool,
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
             nn.Linear(width, hidden_size),
             make_activation(activation),
@@ -54,6 +66,12 @@ class SimpleCNN(nn.Module):
             nn.Linear(hidden_size, num_classes),
         )
         initialize_weights(self, init)
+        # NHWC activations: PyTorch's CPU pooling and batch-norm kernels run several times faster on them.
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.features(x))

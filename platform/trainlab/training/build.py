@@ -65,6 +65,8 @@ def build_model(config: RunConfig):
     except ConfigError:
         raise
     except Exception as exc:  # jsonargparse wraps the model's own ValueError/TypeError in its message tree
+        if isinstance(exc.__cause__, ConfigError):  # a model that names the bad key itself
+            raise exc.__cause__ from None
         raise translate(str(exc)) from None
     set_optimization = getattr(model, "set_optimization", None)
     if set_optimization is not None:
