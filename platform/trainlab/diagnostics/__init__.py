@@ -1,7 +1,17 @@
 """Training diagnostics: Lightning callbacks that turn gradients, curves and predictions into verdicts and pictures.
 
 :func:`diagnostic_callbacks` is what the training path adds to every run, from the experiment file's
-``diagnostics`` section (:class:`DiagnosticsSpec`).
+``diagnostics`` section (:class:`DiagnosticsSpec`). Each callback is usable on its own in any Lightning
+``Trainer``; what they write goes to the run's MLflow logger on rank 0.
+
+- ``NonFiniteGuard``: ends the run FAILED at the first NaN/inf loss or gradient, naming step and layer (on)
+- ``GradientFlowMonitor``: per-layer gradient norms and update ratios, heatmap, verdict tags (on)
+- ``OverfittingDetector``: ``loss_gap`` per epoch, ``overfit_epoch``, cures in the run description (on)
+- ``LossTrendMonitor``: ``trainlab.warning=diverging|oscillating`` when the learning rate is too high (on)
+- ``ConfusionMatrixReport`` / ``SegmentationOverlayGrid`` / ``ForecastPlot``: test-set pictures chosen by
+  the task's ``task_type`` (on)
+- ``ConvFilterGrid``: the first convolution layer's kernels, for models with a ``Conv2d`` (on)
+- ``ActivationHistograms``: activation outputs, first vs last epoch (off: moves activations to the host)
 """
 
 from __future__ import annotations
@@ -10,16 +20,54 @@ from typing import Any
 
 from trainlab.diagnostics.spec import DiagnosticsSpec
 
+__all__ = ["DiagnosticsSpec", "diagnostic_callbacks"]
+
 
 def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model) -> list:
-    """The callbacks the ``diagnostics`` section switches on (cheap ones on by default)."""
+    """The callbacks the ``diagnostics`` section switches on for ``model`` (cheap ones on by default).
+
+    The guard comes first, so no other callback sees the non-finite step.
+    """
+    from torch import nn
+
+    from trainlab.diagnostics.activations import ActivationHistograms
+    from trainlab.diagnostics.confusion_matrix import ConfusionMatrixReport
+    from trainlab.diagnostics.conv_filters import ConvFilterGrid
+    from trainlab.diagnostics.forecast import ForecastPlot
     from trainlab.diagnostics.gradient_flow import GradientFlowMonitor
+    from trainlab.diagnostics.loss_trend import LossTrendMonitor
+    from trainlab.diagnostics.non_finite import NonFiniteGuard
+    from trainlab.diagnostics.overfitting import OverfittingDetector
+    from trainlab.diagnostics.segmentation import SegmentationOverlayGrid
 
     spec = DiagnosticsSpec.from_document(settings)
     if not spec.enabled:
         return []
     callbacks: list = []
-    flow = spec.gradient_flow
-    if flow.enabled:
+    if spec.non_finite_guard:
+        callbacks.append(NonFiniteGuard())
+    if spec.gradient_flow.enabled:
+        flow = spec.gradient_flow
         callbacks.append(GradientFlowMonitor(flow.vanishing_ratio, flow.exploding_norm, flow.per_step))
+    if spec.overfitting.enabled:
+        callbacks.append(OverfittingDetector(spec.overfitting.patience, spec.overfitting.min_val_rise))
+    if spec.loss_trend.enabled:
+        trend = spec.loss_trend
+        callbacks.append(
+            LossTrendMonitor(
+                trend.diverging_rise, trend.diverging_step_factor, trend.oscillation_swing, trend.oscillation_fraction, trend.min_epochs
+            )
+        )
+    if spec.test_predictions.enabled:
+        task_type, samples = getattr(model, "task_type", None), spec.test_predictions.samples
+        if task_type == "classification":
+            callbacks.append(ConfusionMatrixReport())
+        elif task_type == "segmentation":
+            callbacks.append(SegmentationOverlayGrid(samples))
+        elif task_type == "forecasting":
+            callbacks.append(ForecastPlot(samples))
+    if spec.conv_filters and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        callbacks.append(ConvFilterGrid())
+    if spec.activation_histograms:
+        callbacks.append(ActivationHistograms())
     return callbacks

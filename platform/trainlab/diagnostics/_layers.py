@@ -12,12 +12,14 @@ from torch import nn
 class ParameterLayers:
     """The modules that own trainable parameters ("layers"), in definition order.
 
-    ``names[i]`` reads like ``net.layers.1 (Linear)``; ``layer_of[j]`` is the layer index of ``params[j]``.
+    ``names[i]`` reads like ``net.layers.1 (Linear)``; ``layer_of[j]`` is the layer index of ``params[j]``
+    and ``membership`` the (layers × params) 0/1 matrix of the same fact, on the parameters' device.
     """
 
     names: list[str]
     params: list[nn.Parameter]
-    layer_of: torch.Tensor
+    layer_of: list[int]
+    membership: torch.Tensor
 
     @classmethod
     def of(cls, module: nn.Module) -> "ParameterLayers":
@@ -32,7 +34,9 @@ class ParameterLayers:
             params.extend(own)
             layer_of.extend([len(names) - 1] * len(own))
         device = params[0].device if params else torch.device("cpu")
-        return cls(names, params, torch.tensor(layer_of, dtype=torch.long, device=device))
+        membership = torch.zeros(len(names), len(params), device=device)
+        membership[layer_of, range(len(params))] = 1.0
+        return cls(names, params, layer_of, membership)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -43,13 +47,15 @@ class ParameterLayers:
     def norms(self, tensors: list[torch.Tensor | None]) -> torch.Tensor:
         """Per-layer L2 norm of ``tensors`` (one per parameter; ``None`` counts as zero), on the params' device."""
         present = [i for i, t in enumerate(tensors) if t is not None]
-        squares = torch.zeros(len(self.names), device=self.layer_of.device)
         if not present:
-            return squares
+            return torch.zeros(len(self.names), device=self.membership.device)
         # One fused multi-tensor kernel instead of a norm call per parameter (what clip_grad_norm_ uses too).
+        # Summed per layer by masking, not index_add_ (nondeterministic on GPUs) nor a product with the 0/1
+        # matrix (0 × inf would smear one layer's overflow over all layers as NaN).
         per_tensor = torch.stack(torch._foreach_norm([tensors[i] for i in present])).float()
-        index = self.layer_of if len(present) == len(tensors) else self.layer_of[present]
-        return squares.index_add_(0, index, per_tensor.square()).sqrt()
+        membership = self.membership if len(present) == len(tensors) else self.membership[:, present]
+        squares = torch.where(membership > 0, per_tensor.square(), 0.0)
+        return squares.sum(dim=1).sqrt()
 
     def grad_norms(self) -> torch.Tensor:
         return self.norms([p.grad for p in self.params])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
@@ -68,3 +69,14 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+@contextmanager
+def second_to(exception: BaseException) -> Iterator[None]:
+    """While a run is already ending on ``exception``, a diagnostic's own error only warns: the first error is the reason."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+
+    try:
+        yield
+    except Exception as own:
+        rank_zero_warn(f"diagnostics could not report after {type(exception).__name__}: {type(own).__name__}: {own}")

@@ -93,11 +93,15 @@ def _figure(matrix: np.ndarray, names: list[str], precision: np.ndarray, recall:
                     ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8, color="white" if shares[i, j] > 0.5 else "black")
     ax.set_xticks(range(count))
     ax.set_yticks(range(count))
-    ax.set_xticklabels([f"{n}\nP {p:.2f}" for n, p in zip(names, precision)], fontsize=8, rotation=90 if count > 12 else 0)
-    ax.set_yticklabels([f"{n}  R {r:.2f}" for n, r in zip(names, recall)], fontsize=8)
+    ax.set_xticklabels([f"{n}\nP {_share(p)}" for n, p in zip(names, precision)], fontsize=8, rotation=90 if count > 12 else 0)
+    ax.set_yticklabels([f"{n}  R {_share(r)}" for n, r in zip(names, recall)], fontsize=8)
     ax.set_xlabel("predicted class (P = precision)")
     ax.set_ylabel("true class (R = recall)")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"Test confusion matrix: {int(matrix.sum())} samples, accuracy {accuracy:.3f}")
     fig.tight_layout()
     return fig
+
+
+def _share(value: float) -> str:
+    return "–" if np.isnan(value) else f"{value:.2f}"  # no prediction of (or no sample in) that class

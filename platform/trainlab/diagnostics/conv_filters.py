@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
@@ -44,7 +43,7 @@ def _figure(weight: torch.Tensor, name: str):
     count, channels = weight.shape[:2]
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.2 * columns + 1, 1.2 * rows + 1), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(1.2 * columns, 6), 1.2 * rows + 1), squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index >= count:
@@ -55,6 +54,6 @@ def _figure(weight: torch.Tensor, name: str):
         tile = ((tile - low) / (high - low).clamp_min(1e-12)).numpy()
         ax.imshow(tile, cmap="gray" if tile.ndim == 2 else None, interpolation="nearest")
     kernel_size = "×".join(str(s) for s in weight.shape[2:])
-    fig.suptitle(f"{name}: {count} filters of {channels} channel(s), {kernel_size} (light = positive weight)")
+    fig.suptitle(f"{name}: {count} filters, {channels} input channel(s), {kernel_size}\n(each scaled on its own: light = most positive)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import lightning as L
@@ -10,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.diagnostics._layers import ParameterLayers
-from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, pyplot, set_tags
+from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, pyplot, second_to, set_tags
 
 VERDICT_TAG = "trainlab.gradients"
 LAYERS_TAG = "trainlab.gradients.layers"
@@ -40,12 +41,14 @@ def gradient_verdict(epoch_norms: np.ndarray, vanishing_ratio: float, exploding_
     """
     if epoch_norms.size == 0:
         return GradientVerdict("healthy", [])
-    exploding = [i for i in range(epoch_norms.shape[1]) if np.nanmax(epoch_norms[:, i]) > exploding_norm]
+    exploding = [i for i in range(epoch_norms.shape[1]) if np.any(epoch_norms[:, i] > exploding_norm)]  # inf counts
     if exploding:
         return GradientVerdict("exploding", exploding)
     run_means = epoch_norms.mean(axis=0)
-    strongest = run_means.max()
-    received = run_means > 0
+    received = np.isfinite(run_means) & (run_means > 0)
+    if not received.any():
+        return GradientVerdict("healthy", [])
+    strongest = run_means[received].max()
     vanishing = [i for i in np.flatnonzero(received) if run_means[i] < vanishing_ratio * strongest]
     if vanishing:
         return GradientVerdict("vanishing", [int(i) for i in vanishing])
@@ -90,7 +93,7 @@ class GradientFlowMonitor(Callback):
         self.layers = ParameterLayers.of(pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._grad_sum = torch.zeros(len(self.layers), device=self.layers.layer_of.device)
+        self._grad_sum = torch.zeros(len(self.layers), device=self.layers.membership.device)
         self._steps = 0
         self._start_weights = [p.detach().clone() for p in self.layers.params]
 
@@ -104,7 +107,8 @@ class GradientFlowMonitor(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._close_epoch():
             return
-        names = [self.layers.short_name(i) for i in range(len(self.layers))]
+        # MLflow accepts letters, digits and _ - . / and space in metric names; module names are nearly always fine.
+        names = [re.sub(r"[^\w\-./ ]", "_", self.layers.short_name(i)) for i in range(len(self.layers))]
         metrics = {f"gradients/grad_norm/{n}": float(v) for n, v in zip(names, self.epoch_grad_norms[-1])}
         metrics.update({f"gradients/update_ratio/{n}": float(v) for n, v in zip(names, self.epoch_update_ratios[-1])})
         log_epoch_metrics(trainer, metrics)
@@ -115,8 +119,9 @@ class GradientFlowMonitor(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # A failed or pruned run still gets its verdict: an explosion is exactly what a user wants to see.
         if self.layers is not None:
-            self._close_epoch()
-            self._report(trainer)
+            with second_to(exception):
+                self._close_epoch()
+                self._report(trainer)
 
     def _close_epoch(self) -> bool:
         """Turn the running sums of the epoch into one row of each table; False when no step was taken."""
@@ -170,7 +175,7 @@ class GradientFlowMonitor(Callback):
         fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
         panels = ((norms, "log10 mean gradient norm"), (ratios, "log10 update / weight ratio"))
         for ax, (values, title) in zip(axes, panels):
-            image = ax.imshow(np.log10(np.clip(values.T, 1e-30, None)), aspect="auto", cmap="viridis", interpolation="nearest")
+            image = ax.imshow(_log10(values.T), aspect="auto", cmap="viridis", interpolation="nearest")
             ax.set_title(title)
             ax.set_xlabel("epoch")
             ax.set_xticks(range(values.shape[0]))
@@ -185,16 +190,17 @@ class GradientFlowMonitor(Callback):
 
     def _bars(self, norms: np.ndarray):
         plt = pyplot()
-        means = norms.mean(axis=0)
+        means = 10 ** _log10(norms.mean(axis=0))
         fig, ax = plt.subplots(figsize=(9, max(3.0, 0.35 * len(self.layers) + 1.5)))
         positions = np.arange(len(self.layers))
-        ax.barh(positions, np.clip(means, 1e-30, None), color=self._colors())
+        ax.barh(positions, np.nan_to_num(means, nan=0.0), color=self._colors())
         ax.set_yticks(positions)
         ax.set_yticklabels(self.layers.names, fontsize=8)
         ax.invert_yaxis()  # input layer on top, as in the heatmap
-        ax.set_xscale("log")
-        if self.vanishing_ratio > 0:
-            ax.axvline(self.vanishing_ratio * means.max(), color="tab:red", ls="--", label=f"vanishing below {self.vanishing_ratio:g} × strongest")
+        if np.isfinite(means).any():
+            ax.set_xscale("log")
+        if self.vanishing_ratio > 0 and np.isfinite(means).any():
+            ax.axvline(self.vanishing_ratio * np.nanmax(means), color="tab:red", ls="--", label=f"vanishing below {self.vanishing_ratio:g} × strongest")
         ax.axvline(self.exploding_norm, color="tab:orange", ls="--", label=f"exploding above {self.exploding_norm:g}")
         ax.set_xlabel("mean gradient L2 norm over the run")
         ax.set_title(f"Gradient norm per layer: {self.verdict.verdict}")
@@ -206,7 +212,7 @@ class GradientFlowMonitor(Callback):
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(10, 5))
         for i, name in enumerate(self.layers.names):
-            ax.plot(np.clip(step_norms[:, i], 1e-30, None), lw=0.8, label=name)
+            ax.plot(10 ** _log10(step_norms[:, i]), lw=0.8, label=name)
         ax.set_yscale("log")
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("gradient L2 norm")
@@ -214,3 +220,10 @@ class GradientFlowMonitor(Callback):
         ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
         return fig
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    """log10 for drawing: zeros clipped to 1e-30, inf/NaN (a run that blew up) left blank."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        logs = np.log10(np.clip(values, 1e-30, None))
+    return np.where(np.isfinite(logs), logs, np.nan)

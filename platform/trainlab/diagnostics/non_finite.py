@@ -66,23 +66,26 @@ class NonFiniteGuard(Callback):
         where = f"training step {trainer.global_step} (epoch {trainer.current_epoch}, batch {self._batch_idx})"
         loss = self._loss
         if loss is not None and not bool(torch.isfinite(loss).all()):
+            found = f"non-finite loss ({loss.float().sum().item()}) at {where}"
             origin = _first_non_finite_output(pl_module, self._batch)
             if origin is None:
-                return f"non-finite loss ({loss.float().sum().item()}) at {where}; every layer's output was finite, so the loss function produced it", "loss"
+                return f"{found}; every layer's output was finite, so the loss function produced it", "loss function"
             source = "the input batch itself" if origin == "input batch" else f"output of {origin}"
-            return f"non-finite loss ({loss.float().sum().item()}) at {where}; first non-finite value in the forward pass: {source}", origin
-        bad_layers = sorted(
-            {int(self.layers.layer_of[j]) for j, p in enumerate(self.layers.params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())}
-        )
-        if not bad_layers:
+            return f"{found}; first non-finite value in the forward pass: {source}", origin
+        params = self.layers.params
+        bad = sorted({self.layers.layer_of[j] for j, p in enumerate(params) if p.grad is not None and not bool(torch.isfinite(p.grad).all())})
+        if not bad:
             return None
         # Backpropagation runs from the output: the last of these layers is where it began.
-        first = self.layers.names[bad_layers[-1]]
-        return f"non-finite gradient at {where}, first in layer {first} (found in {len(bad_layers)} layer(s)); the loss was finite", first
+        first = self.layers.names[bad[-1]]
+        return f"non-finite gradient at {where}, first in layer {first} (found in {len(bad)} layer(s)); the loss was finite", first
 
 
 def _first_non_finite_output(pl_module: nn.Module, batch: Any) -> str | None:
-    """Run the batch forward again with hooks; name the first module whose output holds NaN/inf ("input batch" if the input does)."""
+    """Run the batch forward again with hooks; name the first module whose output holds NaN/inf.
+
+    ``"input batch"`` when the input itself does; None when every output was finite.
+    """
     inputs = tuple(batch[:-1]) if isinstance(batch, (tuple, list)) and len(batch) > 1 else (batch,)
     if any(isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in inputs):
         return "input batch"

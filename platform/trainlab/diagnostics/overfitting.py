@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, set_tags
+from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, second_to, set_tags
 
 OVERFITTING_TAG = "trainlab.overfitting"
 
@@ -18,19 +18,21 @@ _CURES = (
 def find_overfit_epoch(train: dict[int, float], val: dict[int, float], patience: int = 2, min_val_rise: float = 0.05) -> int | None:
     """The epoch of lowest validation loss, if the run overfitted after it; else None.
 
-    Overfitted means: at least ``patience`` epochs came after it, the last validation loss is more than
-    ``min_val_rise`` (a fraction of the lowest value) above it, and the last training loss is below the
-    training loss of that epoch.
+    Overfitted means: at least ``patience`` epochs came after it, the validation losses after it average
+    more than ``min_val_rise`` (a fraction of the lowest value) above it, and the last training loss is
+    below the training loss of that epoch. The average, not the last value, so that a validation loss that
+    jumps up and settles a little lower still counts, and one noisy epoch does not.
     """
     epochs = sorted(set(train) & set(val))
     if len(epochs) < patience + 1:
         return None
     best = min(epochs, key=lambda e: val[e])
-    last = epochs[-1]
     after = [e for e in epochs if e > best]
-    val_rose = val[last] - val[best] > min_val_rise * abs(val[best])
-    train_fell = train[last] < train[best]
-    return best if len(after) >= patience and val_rose and train_fell else None
+    if len(after) < patience:
+        return None
+    val_rose = sum(val[e] for e in after) / len(after) - val[best] > min_val_rise * abs(val[best])
+    train_fell = train[after[-1]] < train[best]
+    return best if val_rose and train_fell else None
 
 
 class OverfittingDetector(Callback):
@@ -72,7 +74,8 @@ class OverfittingDetector(Callback):
         self._report(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._report(trainer)  # a pruned trial may well have been overfitting
+        with second_to(exception):
+            self._report(trainer)  # a pruned trial may well have been overfitting
 
     def _report(self, trainer: L.Trainer) -> None:
         self.overfit_epoch = find_overfit_epoch(self.train_losses, self.val_losses, self.patience, self.min_val_rise)

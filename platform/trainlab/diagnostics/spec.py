@@ -38,8 +38,8 @@ class GradientFlowSpec:
 class OverfittingSpec:
     """Overfitting: validation loss bottomed out at some epoch while training loss kept falling after it.
 
-    Detected when at least ``patience`` epochs follow the epoch of lowest validation loss, the last
-    validation loss is more than ``min_val_rise`` (a fraction) above that lowest value, and the last
+    Detected when at least ``patience`` epochs follow the epoch of lowest validation loss, the validation
+    losses after it average more than ``min_val_rise`` (a fraction) above that lowest value, and the last
     training loss is below the training loss of that epoch.
     """
 
@@ -50,17 +50,18 @@ class OverfittingSpec:
 
 @dataclass
 class LossTrendSpec:
-    """Warnings that the learning rate is too high, read off the per-epoch training loss.
+    """Warnings that the learning rate is too high, read off the training loss.
 
-    *diverging*: the last epoch's loss is more than ``diverging_rise`` (a fraction) above the lowest
-    loss of an earlier epoch. *oscillating*: over at least ``min_epochs`` epochs, a share of at least
-    ``oscillation_fraction`` of the epoch-to-epoch changes are rises of more than ``oscillation_swing``
-    (a fraction of the previous epoch's loss).
+    *diverging*: a step's loss exceeds ``diverging_step_factor`` × the first step's, or the last epoch's
+    loss is more than ``diverging_rise`` (a fraction) above the first epoch's. *oscillating*: over at
+    least ``min_epochs`` epochs, a share of at least ``oscillation_fraction`` of the epoch-to-epoch
+    changes are rises of more than ``oscillation_swing`` × the largest epoch loss.
     """
 
     enabled: bool = True
     diverging_rise: PositiveFloat = 0.5
-    oscillation_swing: PositiveFloat = 0.05
+    diverging_step_factor: PositiveFloat = 10.0
+    oscillation_swing: UnitFraction = 0.1
     oscillation_fraction: UnitFraction = 0.3
     min_epochs: PositiveInt = 4
 

@@ -1,4 +1,4 @@
-"""Learning-curve figure: train vs validation loss and the main metric, per epoch."""
+"""Learning-curve figure: train vs validation loss and the main metric, per epoch, with the optimiser's settings."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ from typing import Sequence
 
 
 def learning_curves_figure(history: dict[str, list[tuple[int, float]]], metrics: Sequence[str] = ("loss", "acc")):
-    """One panel per metric name found in ``history`` as ``train/<name>`` and/or ``val/<name>``."""
+    """One panel per metric name found in ``history`` as ``train/<name>`` and/or ``val/<name>``.
+
+    When ``history`` holds ``optim/lr`` (and ``optim/momentum``), a last panel shows them per epoch, so a
+    jump in the loss can be read against the learning rate of that epoch. When it holds ``overfit_epoch``
+    (written by the overfitting diagnostic), every panel marks that epoch.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     present = [m for m in metrics if f"train/{m}" in history or f"val/{m}" in history]
-    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(5.5 * max(len(present), 1), 4), squeeze=False)
+    optimiser = "optim/lr" in history
+    panels = max(len(present) + optimiser, 1)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
     for ax, metric in zip(axes[0], present):
         for stage, style in (("train", "-o"), ("val", "-s")):
             points = history.get(f"{stage}/{metric}")
@@ -24,6 +32,32 @@ def learning_curves_figure(history: dict[str, list[tuple[int, float]]], metrics:
         ax.set_ylabel(metric)
         ax.set_title(f"{metric}: train vs validation")
         ax.grid(alpha=0.3)
+    if optimiser:
+        _optimiser_panel(axes[0][len(present)], history)
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if history.get("overfit_epoch"):
+        epoch = int(history["overfit_epoch"][-1][1])
+        for ax in axes[0][: len(present) + optimiser]:
+            ax.axvline(epoch, color="tab:red", ls="--", lw=1, label=f"overfitting from epoch {epoch}")
+    for ax in axes[0][: len(present)]:
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def _optimiser_panel(ax, history: dict[str, list[tuple[int, float]]]) -> None:
+    steps, rates = zip(*history["optim/lr"])
+    ax.plot(steps, rates, "-o", markersize=3, color="tab:purple", label="learning rate")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title("optimiser: learning rate and momentum")
+    ax.grid(alpha=0.3)
+    handles = ax.get_lines()
+    if history.get("optim/momentum"):
+        twin = ax.twinx()
+        steps, momenta = zip(*history["optim/momentum"])
+        handles += twin.plot(steps, momenta, "-s", markersize=3, color="tab:gray", label="momentum")
+        twin.set_ylabel("momentum")
+    ax.legend(handles=handles, labels=[h.get_label() for h in handles], loc="best")
