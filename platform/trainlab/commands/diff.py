@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+MAX_FILES = 12
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from trainlab.cli import add_tracking_uri
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.errors import ConfigError
     from trainlab.reproduce.audit import changed_files, config_differences, data_differences, environment_differences
     from trainlab.reproduce.compare import compare_histories
-    from trainlab.reproduce.recorded import load_recorded, open_store
+    from trainlab.reproduce.recorded import config_edits, load_recorded, open_store
     from trainlab.reproduce.report import Table, comparison_table, curves_figure, figure_png, html_page
     from trainlab.reproduce.study_runs import resolve_run_reference
     from trainlab.tracking.store import resolve_tracking_uri
@@ -38,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     lines = [f"A: {a.describe()}", f"B: {b.describe()}"]
     tables = []
+    edits = [[name, key, _show(logged), _show(edited)] for name, run in (("A", a), ("B", b)) for key, logged, edited in config_edits(run)]
+    if edits:
+        tables.append(Table("config.yaml edited after the run (params keep what ran)", ["run", "key", "param", "config.yaml"], edits))
     if a.config is None or b.config is None:
         lines.append(f"config: not recorded for {'A' if a.config is None else 'B'}")
     else:
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         tables.append(Table("environment and code", ["aspect", "A", "B", "effect"], rows, empty="identical"))
         files = changed_files(a.code_diff, b.code_diff)
         if files:
-            tables.append(Table("files whose uncommitted changes differ", ["file"], [[f] for f in files]))
+            shown = [[f] for f in files[:MAX_FILES]] + ([[f"... and {len(files) - MAX_FILES} more"]] if len(files) > MAX_FILES else [])
+            tables.append(Table("files whose uncommitted changes differ", ["file"], shown))
     rows = [[d.aspect, d.recorded, d.now] for d in data_differences(a.data_fingerprint, b.data_fingerprint)]
     tables.append(Table("data fingerprints", ["split", "A", "B"], rows, empty="identical in every split"))
     comparison = compare_histories(a.histories, b.histories, 0.0)
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     lines.append(_curves_line(comparison))
 
     print("\n".join(lines[:2]))
-    for table in tables:
+    for table in [*tables[:-1], comparison_table(comparison, ("A", "B"), brief=True)]:
         print(table.text())
     print(lines[-1])
     if args.html:
@@ -69,10 +75,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _curves_line(comparison) -> str:
+    from trainlab.reproduce.compare import metric_order
+
     divergence = comparison.first_divergence()
     if divergence is None:
         return "curves: " + ("identical" if comparison.identical else "no per-epoch curve diverges") + " on every common epoch"
-    widest = max((m for m in comparison.metrics if not m.is_final and m.largest_gap_step is not None), key=lambda m: m.largest_gap)
+    curves = [m for m in comparison.metrics if not m.is_final and m.largest_gap_step is not None]
+    widest = max(curves, key=lambda m: (metric_order(m.name)[0] == 0, m.largest_gap))  # the task's own curves first
     return (
         f"curves: diverge from epoch {divergence[0]} ({', '.join(divergence[1][:4])}{', ...' if len(divergence[1]) > 4 else ''}); "
         f"largest gap {widest.largest_gap:.4g} in {widest.name} at epoch {widest.largest_gap_step}"

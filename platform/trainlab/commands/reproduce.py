@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import math
+    import os
     import tempfile
 
     from trainlab.errors import ConfigError
@@ -48,28 +49,42 @@ def run(args: argparse.Namespace) -> int:
     run_id = resolve_run_reference(client, args.run_id)
     lines: list[str] = []
 
+    rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
     def say(text: str) -> None:
-        print(text, flush=True)
+        if rank_zero:  # Lightning re-executes this command for each extra DDP rank: only rank 0 speaks
+            print(text, flush=True)
         lines.append(text)
 
     with tempfile.TemporaryDirectory(prefix="trainlab-reproduce-") as workdir:
         result = reproduce(client, uri, run_id, tolerance=args.tolerance, dry_run=args.dry_run, workdir=workdir, say=say)
         if args.dry_run:
             return 1 if result.before.blocking else 0
+        if result.rerun is None:
+            return 0  # a DDP rank other than 0
         tables = []
         if result.after is not None and _rows(result.after) != _rows(result.before):
             tables.append(audit_table(result.after, "audit after the re-run: original vs what the re-run recorded", ("original", "re-run")))
             say(tables[-1].text())
             say(f"verdict: {result.after.verdict()}")
         comparison = comparison_table(result.comparison)
-        say(comparison.text())
+        print(comparison_table(result.comparison, brief=True).text())
+        lines.append(comparison.text())  # the report keeps every metric
         say(result.verdict())
+        narrative = [
+            f"original: {result.original.describe()}",
+            f"re-run: {result.rerun.describe()}",
+            f"before the re-run: {result.before.verdict()}",
+            *([f"after the re-run: {result.after.verdict()}"] if tables else []),
+            result.verdict(),
+        ]
         figure = figure_png(curves_figure(result.original.histories, result.rerun.histories, ("original", "re-run")))
-        page = html_page(f"reproduction of {result.original.run_id}", lines, [audit_table(result.before), *tables, comparison], [figure])
+        page = html_page(f"reproduction of {result.original.run_id}", narrative, [audit_table(result.before), *tables, comparison], [figure])
         log_reproduction(client, result, "\n".join(lines) + "\n", page, comparison.csv())
     print(f"logged on run {result.rerun.run_id}: tag trainlab.reproduction.verdict, reproduction/report.txt, report.html, comparison.csv")
     return 0 if result.matches else 1
 
 
-def _rows(audit) -> list[tuple[str, str, str]]:
-    return [(d.aspect, d.recorded, d.now) for d in audit.differences]
+def _rows(audit) -> list[tuple[str, str]]:
+    # Aspects, not values: a tree edited during training changes the digest, not what the audit says.
+    return [(d.aspect, d.effect) for d in audit.differences]

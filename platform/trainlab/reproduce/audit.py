@@ -22,6 +22,7 @@ INFO = "no effect expected"
 
 _HARDWARE_KEYS = ("cpu", "cpu_capability", "torch_threads", "gpus", "driver", "cuda", "cudnn")
 _DISTRIBUTED_KEYS = ("world_size", "num_nodes", "devices", "accelerator", "strategy")
+_BLOCKING_REASONS = {"config": "config.yaml was edited after the run", "data": "the data differ from what the run used"}
 # Set by fit_run itself when training starts, so only a finished re-run can show them.
 SET_AT_TRAINING_START = ("CUBLAS_WORKSPACE_CONFIG", "seed_workers")
 
@@ -55,8 +56,9 @@ class Audit:
     def verdict(self) -> str:
         """One line: what the re-run can be expected to give, and why."""
         if self.blocking:
-            aspects = sorted({d.aspect.split(":")[0] for d in self.blocking})
-            return f"cannot match: {' and '.join(aspects)} differ from what the run used"
+            aspects = {d.aspect.split(":")[0] for d in self.blocking}
+            why = [text for aspect, text in _BLOCKING_REASONS.items() if aspect in aspects]
+            return f"cannot match: {'; '.join(why)}"
         if self.expectation == EXACT:
             return "exact reproduction expected: recorded as exact; code, packages, data, hardware, world size and determinism unchanged"
         why = []

@@ -9,6 +9,12 @@ History = dict[str, list[tuple[int, float]]]
 
 # Metrics written once when training is over (test results, best checkpoint score), not per epoch.
 FINAL_PREFIXES = ("test/", "best/")
+# Reports list the metrics a user reads first (the task's own) before optimiser and diagnostic curves.
+_FIRST = ("train/", "val/", "test/", "best/")
+
+
+def metric_order(name: str) -> tuple[int, str]:
+    return (0 if name.startswith(_FIRST) else 1, name)
 
 
 def within(a: float, b: float, tolerance: float) -> bool:
@@ -32,6 +38,7 @@ class MetricComparison:
     final_a: float | None = None
     final_b: float | None = None
     missing_in_b: list[int] = field(default_factory=list)  # steps a has and b lacks
+    extra_in_b: int = 0  # steps b has beyond a's (the re-run of a pruned trial trains on)
     only_in: str | None = None  # "a" or "b" when the metric exists in one run only
 
     @property
@@ -55,7 +62,7 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
-        return all(m.matches and m.only_in is None and m.largest_gap == 0 for m in self.metrics)
+        return self.matches and all(m.largest_gap == 0 for m in self.metrics)
 
     def first_divergence(self) -> tuple[int, list[str]] | None:
         """The earliest epoch where a per-epoch curve leaves the tolerance, with the curves that do."""
@@ -89,13 +96,14 @@ class Comparison:
 def compare_histories(a: History, b: History, tolerance: float = 0.0) -> Comparison:
     """Compare every metric of ``a`` (the original) with ``b``, point by point on common steps."""
     rows = []
-    for name in sorted(set(a) | set(b)):
+    for name in sorted(set(a) | set(b), key=metric_order):
         row = MetricComparison(name)
         points_a, points_b = dict(a.get(name, [])), dict(b.get(name, []))
         if not points_a or not points_b:
             row.only_in = "a" if points_a else "b"
         row.final_a = a[name][-1][1] if a.get(name) else None
         row.final_b = b[name][-1][1] if b.get(name) else None
+        row.extra_in_b = len(set(points_b) - set(points_a)) if points_a else 0
         for step in sorted(points_a):
             if step not in points_b:
                 if points_b:

@@ -129,18 +129,19 @@ def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
     return histories
 
 
-def config_edits(recorded: RecordedRun) -> list[tuple[str, str | None, str | None]]:
+def config_edits(recorded: RecordedRun, resolved: dict[str, Any] | None = None) -> list[tuple[str, str | None, str | None]]:
     """Keys where config.yaml disagrees with the params logged at run time: ``(key, param, config.yaml)``.
 
     MLflow params cannot be changed once logged; artifacts can. So a disagreement means config.yaml was
-    edited (or replaced) after the run, and re-running it would not repeat what ran.
+    edited (or replaced) after the run, and re-running it would not repeat what ran. A key deleted from
+    config.yaml counts when ``resolved`` (the config as it resolves now) gives it another value.
     """
-    from trainlab.config.experiment import RUN_SECTIONS
     from trainlab.tracking.run_record import _param_value, flatten  # the exact text fit_run logged
 
     if recorded.config is None:
         return []
     flat = {key: value for key, value in flatten(recorded.config).items() if not key.startswith("tracking.")}
+    filled = flatten(resolved or {})
     params = recorded.params
     edits = []
     for key, value in flat.items():
@@ -148,8 +149,9 @@ def config_edits(recorded: RecordedRun) -> list[tuple[str, str | None, str | Non
         if params.get(key) != text:
             edits.append((key, params.get(key), text))
     for key, logged in params.items():
-        if key not in flat and key.split(".")[0] in RUN_SECTIONS and key not in _DERIVED_PARAMS:
-            edits.append((key, logged, None))
+        # Params that are no config key (parameter counts, a study's own bookkeeping) are not edits.
+        if key not in flat and key in filled and key not in _DERIVED_PARAMS and _param_value(filled[key]) != logged:
+            edits.append((key, logged, "deleted"))
     return sorted(edits)
 
 

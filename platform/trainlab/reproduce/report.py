@@ -13,6 +13,10 @@ from trainlab.reproduce.audit import Audit
 from trainlab.reproduce.compare import Comparison, History
 
 
+HEADLINE_PREFIXES = ("train/", "val/", "test/")
+BRIEF_EXTRA = 8
+
+
 @dataclass
 class Table:
     """A titled table: ``Table("audit", ["aspect", "recorded", "now"], rows).text()``."""
@@ -21,6 +25,7 @@ class Table:
     header: list[str]
     rows: list[list[str]] = field(default_factory=list)
     empty: str = "none"
+    footer: str | None = None  # a line under the rows, e.g. what was left out
 
     def text(self) -> str:
         if not self.rows:
@@ -29,6 +34,8 @@ class Table:
         lines = [f"{self.title}:"]
         for row in [self.header, *self.rows]:
             lines.append("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if self.footer:
+            lines.append(f"  {self.footer}")
         return "\n".join(lines)
 
     def csv(self) -> str:
@@ -43,7 +50,8 @@ class Table:
             return f"<h2>{html.escape(self.title)}</h2><p>{html.escape(self.empty)}</p>"
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in self.header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
-        return f"<h2>{html.escape(self.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        footer = f"<p>{html.escape(self.footer)}</p>" if self.footer else ""
+        return f"<h2>{html.escape(self.title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{footer}"
 
 
 def audit_table(result: Audit, title: str = "audit: recorded vs now", columns: tuple[str, str] = ("recorded", "now")) -> Table:
@@ -51,9 +59,24 @@ def audit_table(result: Audit, title: str = "audit: recorded vs now", columns: t
     return Table(title, ["aspect", *columns, "effect"], rows, empty="no differences in config, data, code, packages, hardware, world size or determinism")
 
 
-def comparison_table(comparison: Comparison, names: tuple[str, str] = ("original", "re-run")) -> Table:
+def comparison_table(comparison: Comparison, names: tuple[str, str] = ("original", "re-run"), brief: bool = False) -> Table:
+    """One row per metric. ``brief`` (the terminal): the task's headline metrics, plus up to
+    :data:`BRIEF_EXTRA` others that do not match; the rest is counted in the footer."""
+    shown = comparison.metrics
+    footer = None
+    if brief:
+        headline = [m for m in comparison.metrics if is_headline(m.name)]
+        others = [m for m in comparison.metrics if not is_headline(m.name)]
+        failing = [m for m in others if not m.matches]
+        extra = failing if len(failing) <= BRIEF_EXTRA else []
+        shown = [m for m in comparison.metrics if m in headline or m in extra]
+        hidden = [m for m in others if m not in extra]
+        if hidden:
+            beyond = sum(1 for m in hidden if not m.matches)
+            state = f"{beyond} {'differ' if comparison.tolerance == 0 else 'beyond tolerance'}" if beyond else ("all within tolerance" if any(m.largest_gap for m in hidden) else "all identical")
+            footer = f"... and {len(hidden)} more metrics (per class, optimizer, diagnostics): {state}"
     rows = []
-    for m in comparison.metrics:
+    for m in shown:
         if m.only_in:
             status = f"only in {names[0] if m.only_in == 'a' else names[1]}"
         elif m.missing_in_b:
@@ -62,6 +85,8 @@ def comparison_table(comparison: Comparison, names: tuple[str, str] = ("original
             status = "DIFFERS"
         else:
             status = "identical" if m.largest_gap == 0 else "within tolerance"
+            if m.extra_in_b:
+                status += f" (+{m.extra_in_b} epoch{'s' if m.extra_in_b > 1 else ''} in {names[1]})"
         rows.append(
             [
                 m.name,
@@ -73,8 +98,13 @@ def comparison_table(comparison: Comparison, names: tuple[str, str] = ("original
                 status,
             ]
         )
-    header = ["metric", "points", "first divergence (epoch)", "largest gap", f"final {names[0]}", f"final {names[1]}", "status"]
-    return Table(f"metrics: {names[0]} vs {names[1]} (tolerance {comparison.tolerance:g})", header, rows, empty="no metrics recorded")
+    header = ["metric", "epochs", "diverges at epoch", "largest gap @ epoch", f"final {names[0]}", f"final {names[1]}", "status"]
+    return Table(f"metrics: {names[0]} vs {names[1]} (tolerance {comparison.tolerance:g})", header, rows, empty="no metrics recorded", footer=footer)
+
+
+def is_headline(name: str) -> bool:
+    """``val/loss``, ``test/acc``: the task's own metrics, not per-class (``test/recall/3``) or diagnostic ones."""
+    return name.startswith(HEADLINE_PREFIXES) and name.count("/") == 1
 
 
 def number(value: float | None) -> str:
@@ -96,7 +126,11 @@ def curves_figure(a: History, b: History, names: tuple[str, str], limit: int = 6
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [n for n in sorted(set(a) & set(b)) if len(a[n]) > 1 and not n.startswith("optim/")][:limit]
+    from matplotlib.ticker import MaxNLocator
+
+    from trainlab.reproduce.compare import metric_order
+
+    shown = [n for n in sorted(set(a) & set(b), key=metric_order) if len(a[n]) > 1 and not n.startswith("optim/")][:limit]
     columns = min(3, max(len(shown), 1))
     rows = max(1, math.ceil(len(shown) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
@@ -106,6 +140,7 @@ def curves_figure(a: History, b: History, names: tuple[str, str], limit: int = 6
             ax.plot(steps, values, style, markersize=3, label=label)
         ax.set_title(name)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(shown) :]:

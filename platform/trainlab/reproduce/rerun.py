@@ -111,7 +111,7 @@ def reproduce(
         original.data_fingerprint,
         now_environment,
         now_data,
-        config_edits=config_edits(original),
+        config_edits=config_edits(original, config.document),
         now_config=config.document,
         skip=SET_AT_TRAINING_START,
     )
@@ -123,6 +123,8 @@ def reproduce(
         return result
 
     new_run_id = _train(config, tracking_uri, original.run_id, result, say)
+    if new_run_id is None:  # a DDP rank other than 0, re-executed by Lightning: rank 0 compares and reports
+        return result
     result.rerun = load_recorded(client, new_run_id, required=(), workdir=workdir)
     rerun_environment = result.rerun.environment or now_environment
     result.after = audit(
@@ -131,7 +133,7 @@ def reproduce(
         original.data_fingerprint,
         rerun_environment,
         result.rerun.data_fingerprint,
-        config_edits=config_edits(original),
+        config_edits=config_edits(original, config.document),
         now_config=result.rerun.config or config.document,
     )
     if tolerance is None and result.after.expectation != before.expectation:
@@ -140,7 +142,7 @@ def reproduce(
     return result
 
 
-def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say) -> str:
+def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say) -> str | None:
     from trainlab.training import fit_run
     from trainlab.training.fit_run import RunEnded
 
@@ -151,7 +153,8 @@ def _train(config, tracking_uri: str, original_id: str, result: Reproduction, sa
     except RunEnded as ended:
         result.failure = f"{ended.result.status}: {ended.result.reason}"
         run_id = ended.result.run_id
-    say(f"re-run: run {run_id}")
+    if run_id:
+        say(f"re-run: run {run_id}")
     return run_id
 
 

@@ -2,8 +2,9 @@
 
 The layout (shared with ``trainlab study``): the parent carries ``trainlab.study`` (name),
 ``trainlab.study.metric`` and ``trainlab.study.direction`` (minimize/maximize); each trial is a child run
-tagged ``trainlab.kind=trial``, ``trainlab.study``, ``trainlab.trial`` (number), whose value is the
-run's metric named by ``trainlab.study.metric``.
+tagged ``trainlab.kind=trial``, ``trainlab.study``, ``trainlab.trial`` (number). A trial's value is, as
+the study's objective, the best epoch value of the metric named by ``trainlab.study.metric``. When the
+study has finished, the parent's ``trainlab.study.best_run_id`` names its best trial.
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ class StudyRuns:
     metric: str
     direction: str
     trials: list[Any]  # finished trial runs with a finite value, best first
+    values: dict[str, float]  # run id -> value
 
     def value(self, run) -> float:
-        return run.data.metrics[self.metric]
+        return self.values[run.info.run_id]
+
+
+def objective(client, run_id: str, metric: str, direction: str) -> float:
+    """The best epoch value of ``metric`` in run ``run_id`` (NaN when never logged), as a study scores a trial."""
+    values = [m.value for m in client.get_metric_history(run_id, metric) if math.isfinite(m.value)]
+    if not values:
+        return math.nan
+    return max(values) if direction == "maximize" else min(values)
 
 
 def find_study(client, name: str, experiment: str | None = None) -> StudyRuns:
@@ -45,10 +55,12 @@ def find_study(client, name: str, experiment: str | None = None) -> StudyRuns:
     trials = [
         r
         for r in _search(client, [parent.info.experiment_id], "trial")
-        if r.data.tags.get("trainlab.study") == name and r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get(metric, math.nan))
+        if r.data.tags.get("trainlab.study") == name and r.info.status == "FINISHED" and metric in r.data.metrics
     ]
-    trials.sort(key=lambda r: r.data.metrics[metric], reverse=direction == "maximize")
-    return StudyRuns(name, parent, metric, direction, trials)
+    values = {r.info.run_id: objective(client, r.info.run_id, metric, direction) for r in trials}
+    trials = [r for r in trials if math.isfinite(values[r.info.run_id])]
+    trials.sort(key=lambda r: values[r.info.run_id], reverse=direction == "maximize")
+    return StudyRuns(name, parent, metric, direction, trials, values)
 
 
 def resolve_run_reference(client, reference: str) -> str:
@@ -56,6 +68,9 @@ def resolve_run_reference(client, reference: str) -> str:
     if not reference.startswith(STUDY_PREFIX):
         return reference
     study = find_study(client, reference[len(STUDY_PREFIX) :])
+    best = study.parent.data.tags.get("trainlab.study.best_run_id")  # the study's own word, once it has finished
+    if best:
+        return best
     if not study.trials:
         raise ConfigError("RUN_ID", reference, f"a study with a finished trial that logged {study.metric}")
     return study.trials[0].info.run_id

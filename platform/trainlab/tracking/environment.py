@@ -67,14 +67,14 @@ def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
     distributed = environment.get("distributed") or {}
     on_gpu = bool((environment.get("hardware") or {}).get("gpus")) and "CUDA" in str(distributed.get("accelerator"))
     if environment.get("seed") is None:
-        reasons.append("no seed (seed_everything: false)")
+        reasons.append("no seed: seed_everything is false")
     if not determinism.get("deterministic_algorithms"):
-        reasons.append("deterministic algorithms off (trainer.deterministic: false)")
+        reasons.append("deterministic algorithms off: trainer.deterministic is false")
     elif not determinism.get("seed_workers", True):
         reasons.append("dataloader workers not seeded")
     if on_gpu:
         if determinism.get("deterministic_warn_only"):
-            reasons.append("deterministic algorithms only warn (trainer.deterministic: warn): GPU ops without a deterministic kernel still run")
+            reasons.append("deterministic algorithms only warn: with trainer.deterministic 'warn', GPU ops without a deterministic kernel still run")
         if determinism.get("cudnn_benchmark"):
             reasons.append("cuDNN benchmark on: kernels are chosen by timing")
         if not determinism.get("CUBLAS_WORKSPACE_CONFIG"):
