@@ -39,11 +39,24 @@ def build_sampler(settings: dict[str, Any], space: SearchSpace, seed_offset: int
         options["seed"] = int(seed) + seed_offset
     if kind == "grid":
         options.setdefault("search_space", grid_of(space))
-    cls = getattr(optuna.samplers, SAMPLERS[kind])
+    cls = _GridSampler() if kind == "grid" else getattr(optuna.samplers, SAMPLERS[kind])
     try:
         return cls(**options)
     except (TypeError, ValueError) as exc:
         raise ConfigError("study.sampler", settings, f"options that optuna.samplers.{cls.__name__} accepts", hint=str(exc)) from None
+
+
+def _GridSampler():
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler minus its ``study.stop()`` once every point is done, which works only
+        inside ``study.optimize``; trainlab's workers use ask/tell and check ``is_exhausted`` instead."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            return
+
+    return GridSampler
 
 
 def grid_of(space: SearchSpace) -> dict[str, list[Any]]:

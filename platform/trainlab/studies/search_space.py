@@ -23,6 +23,7 @@ and in the plots.
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import json
 import math
@@ -271,16 +272,25 @@ def _drop_foreign_init_args(run: dict[str, Any], class_path_key: str, class_path
             del init_args[name]
 
 
-def _init_parameters(class_path: Any) -> set[str] | None:
-    """Names the class's __init__ accepts, or None when unknown (short names resolve later, in jsonargparse)."""
+def import_class(class_path: Any) -> type | None:
+    """The class at a full dotted path, or None (short names are resolved later, by jsonargparse)."""
     if not isinstance(class_path, str) or "." not in class_path:
         return None
-    from jsonargparse import import_object
-
+    module, _, name = class_path.rpartition(".")
     try:
-        cls = import_object(class_path)
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _init_parameters(class_path: Any) -> set[str] | None:
+    """Names the class's __init__ accepts, or None when unknown."""
+    cls = import_class(class_path)
+    if cls is None:
+        return None
+    try:
         parameters = inspect.signature(cls.__init__).parameters.values()
-    except Exception:
+    except (TypeError, ValueError):
         return None
     if any(p.kind == p.VAR_KEYWORD for p in parameters):
         return None

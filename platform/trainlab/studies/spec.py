@@ -10,7 +10,7 @@ from trainlab.config.experiment import Experiment, get_dotted
 from trainlab.errors import ConfigError
 from trainlab.studies.pruners import PRUNERS, build_pruner
 from trainlab.studies.samplers import SAMPLERS, build_sampler
-from trainlab.studies.search_space import SearchSpace, apply_params, parse_search_space
+from trainlab.studies.search_space import SearchSpace, apply_params, import_class, parse_search_space
 
 STUDY_KEYS = ("name", "metric", "direction", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
 DEFAULT_SAMPLER = "tpe"
@@ -44,6 +44,7 @@ class StudySpec:
     pruner: dict[str, Any]
     retry_failed: int
     space: SearchSpace
+    experiment_name: str = "trainlab"
     max_epochs: int | None = None
 
 
@@ -72,6 +73,7 @@ def load_study_spec(
         raise ConfigError("search_space", expected="a section listing the config keys to search, e.g. model.init_args.dropout: {low: 0.0, high: 0.5}")
 
     base = resolve_run_config(experiment.run)
+    _check_single_process(base.document["trainer"])
     metric, direction = _metric_and_direction(section, base.document)
     budget_trials = _trial_count(n_trials if n_trials is not None else section.get("n_trials"), "--n-trials" if n_trials is not None else "study.n_trials")
     budget_time = _duration(timeout if timeout is not None else section.get("timeout"), "--timeout" if timeout is not None else "study.timeout")
@@ -95,6 +97,7 @@ def load_study_spec(
         pruner=_component(section.get("pruner", DEFAULT_PRUNER), "study.pruner", PRUNERS),
         retry_failed=retry,
         space=space,
+        experiment_name=base.tracking["experiment"],
         max_epochs=base.document["trainer"].get("max_epochs"),
     )
     build_sampler(spec.sampler, space)
@@ -120,6 +123,16 @@ def check_space_against_run(space: SearchSpace, run: dict[str, Any]) -> None:
                 raise ConfigError(f"search_space.{path}", expected="a key of the resolved run config (see a run's config.yaml)")
 
 
+def _check_single_process(trainer: dict[str, Any]) -> None:
+    """Lightning's DDP launcher re-executes the command for every extra rank: a study command re-executed
+    would become a second study worker. Until trials get their own process group, refuse it here."""
+    strategy = trainer.get("strategy")
+    if isinstance(strategy, str) and "ddp" in strategy and trainer.get("devices") not in (1, "1", [0]):
+        raise ConfigError("trainer.strategy", strategy, "a single-process strategy in a study (multi-process trials are not supported yet)")
+    if (trainer.get("num_nodes") or 1) > 1:
+        raise ConfigError("trainer.num_nodes", trainer["num_nodes"], "1 in a study (multi-process trials are not supported yet)")
+
+
 def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> tuple[str, str]:
     monitor, monitor_mode = _model_monitor(document)
     metric = section.get("metric", monitor)
@@ -139,12 +152,7 @@ def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> 
 
 def _model_monitor(document: dict[str, Any]) -> tuple[str, str]:
     """The metric the model's task watches (``TrainlabTask.monitor``), the natural default objective."""
-    from jsonargparse import import_object
-
-    try:
-        cls = import_object(document["model"]["class_path"])
-    except Exception:
-        return "val/loss", "min"
+    cls = import_class(document["model"]["class_path"])
     return getattr(cls, "monitor", "val/loss"), getattr(cls, "monitor_mode", "min")
 
 

@@ -54,7 +54,7 @@ def public_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).set(password=None).render_as_string(hide_password=False)
+        return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # URL is a NamedTuple
     except Exception:
         return url.split("://", 1)[0] + "://…"
 

@@ -1,0 +1,100 @@
+"""Run, or resume, the Optuna study an experiment file describes (its study and search_space sections).
+
+Each trial is a tracked run nested under the study's parent run in MLflow. Running the same command
+again continues the study up to its total n_trials; trials of a killed process are failed and replaced.
+  trainlab study studies/digits_mlp.yaml
+  trainlab study studies/digits_mlp.yaml --n-trials 40 --jobs 2
+  trainlab study studies/digits_mlp.yaml trainer.max_epochs=5 --storage postgresql://me@db/optuna
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from trainlab.cli import add_tracking_uri
+
+    parser.add_argument("file", help="experiment file (YAML) with study and search_space sections")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=5 study.n_trials=10")
+    parser.add_argument("--n-trials", type=int, default=None, help="total trials to reach (complete + pruned; failed ones are replaced)")
+    parser.add_argument("--timeout", default=None, help="time budget for this invocation: seconds, or 90s, 10m, 2h")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes sharing the study storage (default 1)")
+    parser.add_argument("--storage", default=None, help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
+                        "(default: optuna_journal.log next to mlflow.db)")
+    parser.add_argument("--study-name", default=None, help="study name (default: study.name, else the tracking experiment)")
+    parser.add_argument("--refit-best", action="store_true", help="afterwards, train the best config once more on train+val and log the model")
+    add_tracking_uri(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainlab.config import load_experiment
+    from trainlab.errors import ConfigError
+    from trainlab.studies.loading import open_study
+    from trainlab.studies.parent_run import end_parent_run, ensure_parent_run
+    from trainlab.studies.report import write_study_report
+    from trainlab.studies.spec import load_study_spec
+    from trainlab.studies.stale import reap_dead_trials
+    from trainlab.studies.storage import public_url, resolve_storage_url
+    from trainlab.studies.worker import WorkerSettings, quiet_for_studies, run_workers
+    from trainlab.tracking.store import resolve_tracking_uri
+
+    quiet_for_studies()
+    if args.jobs < 1:
+        raise ConfigError("--jobs", args.jobs, "an integer >= 1")
+    experiment = load_experiment(args.file, args.overrides)
+    spec = load_study_spec(experiment, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    storage_url = resolve_storage_url(args.storage, uri)
+    study, storage = open_study(storage_url, spec, experiment)
+    parent_run_id = ensure_parent_run(study, spec, experiment, uri, storage_url)
+    budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
+    if spec.timeout:
+        budget += f", at most {spec.timeout:.0f} s"
+    print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {args.jobs} worker(s)")
+    print(f"storage: {public_url(storage_url)}\ntracking: {uri}  (parent run {parent_run_id})", flush=True)
+
+    settings = WorkerSettings(
+        storage_url=storage_url,
+        study_name=spec.name,
+        tracking_uri=uri,
+        n_trials=spec.n_trials,
+        timeout=spec.timeout,
+        deadline=time.time() + spec.timeout if spec.timeout else None,
+        jobs=args.jobs,
+    )
+    status, reason, code = "FINISHED", None, 0
+    try:
+        codes = run_workers(settings, args.jobs)
+        if any(codes):
+            code = 2 if 2 in codes else 1
+            status, reason = "FAILED", f"worker exit codes {codes}"
+    except KeyboardInterrupt:
+        status, reason = "KILLED", "interrupted (Ctrl-C or SIGTERM)"
+        raise
+    except BaseException as exc:
+        status, reason = "FAILED", exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
+        reap_dead_trials(study, storage, uri)
+        summary = write_study_report(study, spec, uri, parent_run_id)
+        end_parent_run(uri, parent_run_id, status, reason)
+    print(
+        f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
+        f" ({summary.epochs} epochs trained)"
+    )
+    if summary.best_number is None:
+        print("no trial completed", file=sys.stderr)
+        return code or 1
+    print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
+    print(f"best params: {summary.best_params}")
+    if args.refit_best:
+        from trainlab.studies.refit import refit_best
+
+        refit = refit_best(study, spec, uri, parent_run_id)
+        print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
+    print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(storage_url)}")
+    return code

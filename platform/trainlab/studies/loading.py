@@ -1,0 +1,113 @@
+"""Creating or re-opening a study in its storage, with the experiment file stored alongside it.
+
+The whole experiment file is kept in the study's user attrs (``trainlab.experiment``, as YAML text so
+every value keeps its type), so any worker on any machine, and any resume, rebuilds the search space,
+sampler and pruner from the study itself. Use :func:`stored_experiment` to read it back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from trainlab.config.experiment import Experiment
+from trainlab.errors import ConfigError
+from trainlab.studies.pruners import build_pruner
+from trainlab.studies.samplers import build_sampler
+from trainlab.studies.spec import StudySpec, load_study_spec
+from trainlab.studies.storage import open_storage, public_url
+
+EXPERIMENT_ATTR = "trainlab.experiment"
+PARENT_RUN_ATTR = "trainlab.parent_run_id"
+# Budget settings may change between invocations (--n-trials 30 extends a study); nothing else may.
+_BUDGET_KEYS = ("n_trials", "timeout")
+
+
+def experiment_document(experiment: Experiment) -> dict[str, Any]:
+    """The experiment file as one mapping (run sections, study, search_space)."""
+    document = dict(experiment.run)
+    if experiment.study is not None:
+        document["study"] = experiment.study
+    if experiment.search_space is not None:
+        document["search_space"] = experiment.search_space
+    return document
+
+
+def open_study(storage_url: str, spec: StudySpec, experiment: Experiment):
+    """Create the study, or load it when it exists and was made from the same experiment file.
+
+    Returns ``(study, storage)``. A study made from a different file is refused (ConfigError): its
+    trials would mix two search spaces.
+    """
+    import optuna
+
+    storage = open_storage(storage_url)
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        direction=spec.direction,
+        sampler=build_sampler(spec.sampler, spec.space),
+        pruner=build_pruner(spec.pruner, spec.max_epochs),
+        load_if_exists=True,
+    )
+    document = experiment_document(experiment)
+    stored = study.user_attrs.get(EXPERIMENT_ATTR)
+    if stored is None:
+        study.set_user_attr(EXPERIMENT_ATTR, yaml.safe_dump(document, sort_keys=False))
+    else:
+        changed = _first_difference(_comparable(yaml.safe_load(stored)), _comparable(document))
+        if changed is not None:
+            raise ConfigError(
+                "--study-name",
+                spec.name,
+                f"a new study name: study {spec.name!r} in {public_url(storage_url)} was made from a different experiment file",
+                hint=f"{changed} differs; pass --study-name NEW to start another study",
+            )
+    return study, storage
+
+
+def load_existing_study(storage_url: str, study_name: str):
+    """``(study, storage)`` for a study that must already exist (workers, re-attaching trials)."""
+    import optuna
+
+    storage = open_storage(storage_url)
+    return optuna.load_study(study_name=study_name, storage=storage), storage
+
+
+def stored_experiment(study) -> Experiment:
+    """The experiment file the study was created from."""
+    document = yaml.safe_load(study.user_attrs[EXPERIMENT_ATTR])
+    run = {key: value for key, value in document.items() if key not in ("study", "search_space")}
+    return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"))
+
+
+def context_for(study, tracking_uri: str, n_trials: int | None = None, timeout: float | None = None):
+    """The :class:`~trainlab.studies.trial.TrialContext` of ``study``, rebuilt from what it stores."""
+    from trainlab.studies.trial import TrialContext
+
+    experiment = stored_experiment(study)
+    section = experiment.study or {}
+    if n_trials is None and timeout is None and section.get("n_trials") is None and section.get("timeout") is None:
+        n_trials = 1  # budget does not matter to a single re-attached trial
+    spec = load_study_spec(experiment, n_trials=n_trials, timeout=timeout, name=study.study_name, check_run=False)
+    return TrialContext(experiment, spec, tracking_uri, study.user_attrs.get(PARENT_RUN_ATTR))
+
+
+def _comparable(document: dict[str, Any]) -> dict[str, Any]:
+    document = dict(document)
+    study = dict(document.get("study") or {})
+    for key in _BUDGET_KEYS:
+        study.pop(key, None)
+    document["study"] = study
+    return document
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    return None if old == new else (path or "the file")

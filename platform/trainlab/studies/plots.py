@@ -1,0 +1,86 @@
+"""Optuna's study plots: one self-contained HTML page (plotly.js inlined, works offline) and PNGs.
+
+The PNGs come from ``optuna.visualization.matplotlib``: plotly's own PNG export (kaleido) needs a
+browser, matplotlib does not.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from pathlib import Path
+
+PLOTS = ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate", "slice")
+
+
+def write_study_plots(study, metric: str, directory: Path) -> list[str]:
+    """Write ``study.html`` and ``<plot>.png`` for each plot the study has data for; return notes on skipped ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization as plotly_plots
+    import optuna.visualization.matplotlib as mpl_plots
+    from optuna.exceptions import ExperimentalWarning
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sections: list[str] = []
+    skipped: list[str] = []
+    include_js: bool | str = True  # plotly.js once, in the first figure
+    for name in PLOTS:
+        kwargs = _arguments(name, study, metric)
+        try:
+            figure = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
+            with warnings.catch_warnings():
+                # experimental API notices, and matplotlib's "identical limits" note for one-trial axes
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
+        except Exception as exc:  # a plot the trials cannot support (importances need 2+ complete) must not sink the report
+            skipped.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        sections.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>")
+        sections.append(figure.to_html(full_html=False, include_plotlyjs=include_js))
+        include_js = False
+        png_figure = _figure_of(axes)
+        png_figure.savefig(directory / f"{name}.png", dpi=100, bbox_inches="tight")
+        plt.close(png_figure)
+    if skipped:
+        sections.append("<h2>not drawn</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in skipped) + "</ul>")
+    title = html.escape(f"study {study.study_name}: {metric}")
+    page = f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n<body><h1>{title}</h1>\n{"".join(sections)}\n</body></html>\n'
+    (directory / "study.html").write_text(page, encoding="utf-8")
+    return skipped
+
+
+def _arguments(name: str, study, metric: str) -> dict:
+    if name == "intermediate_values":
+        return {}
+    kwargs = {"target_name": metric}
+    if name == "param_importances":
+        from optuna.importance import FanovaImportanceEvaluator
+
+        kwargs["evaluator"] = FanovaImportanceEvaluator(seed=0)
+    elif name == "parallel_coordinate":
+        # Conditional parameters exist in some trials only; a parallel-coordinate line needs them all.
+        kwargs["params"] = _shared_params(study) or None
+    return kwargs
+
+
+def _shared_params(study) -> list[str]:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return []
+    shared = set(complete[0].params)
+    for trial in complete[1:]:
+        shared &= set(trial.params)
+    return sorted(shared)
+
+
+def _figure_of(axes):
+    import numpy as np
+
+    first = np.atleast_1d(axes).flat[0]
+    return first.figure

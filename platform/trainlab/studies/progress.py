@@ -1,0 +1,84 @@
+"""One line per finished trial: its state and value, the best so far, trials counted, and an ETA.
+
+Everything is read from the study storage, so the lines of parallel workers agree with each other.
+The ETA multiplies the trials still to run by the mean duration of the counted (complete or pruned)
+trials, divided by the number of workers: pruned trials are short, and they shorten the mean in the
+proportion the pruner actually prunes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from trainlab.studies.stale import FAIL_REASON_ATTR
+
+
+class ProgressPrinter:
+    """Prints ``[ 7/20] trial 6   PRUNED   at epoch 3, val/acc=0.9012   best 0.9654 (trial 3)   ETA 1m40s``.
+
+    Example::
+
+        printer = ProgressPrinter("val/acc", n_trials=20, jobs=2)
+        printer.trial_finished(study, frozen_trial)
+    """
+
+    def __init__(self, metric: str, n_trials: int | None, jobs: int = 1, deadline: float | None = None, stream: TextIO | None = None) -> None:
+        self.metric = metric
+        self.n_trials = n_trials
+        self.jobs = max(jobs, 1)
+        self.deadline = deadline
+        self.stream = stream
+
+    def trial_finished(self, study, trial) -> None:
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        total = f"/{self.n_trials}" if self.n_trials else ""
+        parts = [f"[{len(counted):>3}{total}] trial {trial.number:<3} {trial.state.name:<8} {self._detail(trial)}"]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if complete:
+            best = min(complete, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(complete, key=lambda t: t.value)
+            parts.append(f"best {best.value:.4f} (trial {best.number})")
+        eta = self._eta(counted)
+        if eta:
+            parts.append(eta)
+        print("   ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+    def _detail(self, trial) -> str:
+        from optuna.trial import TrialState
+
+        if trial.state == TrialState.COMPLETE:
+            return f"{self.metric}={trial.value:.4f}"
+        if trial.state == TrialState.PRUNED:
+            last = max(trial.intermediate_values) if trial.intermediate_values else None
+            value = f", {self.metric}={trial.intermediate_values[last]:.4f}" if last is not None else ""
+            return f"at epoch {last}{value}"
+        reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, "no reason recorded"))
+        return reason if len(reason) <= 100 else reason[:97] + "..."
+
+    def _eta(self, counted) -> str | None:
+        left_by_time = self.deadline - time.time() if self.deadline else None
+        if self.n_trials is None:
+            return f"time left {_duration(max(left_by_time, 0))}" if left_by_time is not None else None
+        remaining = self.n_trials - len(counted)
+        if remaining <= 0:
+            return "done"
+        durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in counted if t.datetime_start and t.datetime_complete]
+        if not durations:
+            return None
+        seconds = remaining * (sum(durations) / len(durations)) / self.jobs
+        if left_by_time is not None:
+            seconds = min(seconds, max(left_by_time, 0))
+        return f"ETA {_duration(seconds)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,244 @@
+"""A study worker: claim a trial, run it, repeat until the study's budget is met.
+
+``trainlab study --jobs N`` runs one in its own process and starts N - 1 more as worker processes
+(``python -m trainlab.studies.worker``), all on one storage. Nothing here calls ``study.optimize``;
+trials are asked and told one by one. (A trial that needs several processes, DDP, must get its own
+process group, launched per trial: Lightning's DDP launcher re-executes the command that started it.)
+
+Budget: ``n_trials`` counts COMPLETE and PRUNED trials; FAILED ones do not count, so a failure is
+replaced. A worker asks for a new trial only while counted + running trials are below ``n_trials``
+(under a :class:`~trainlab.studies.storage.ClaimLock`), and waits while the last trials run, in case
+one of them fails and must be replaced; but a study whose trials keep failing stops after max(n_trials, 3)
+failed trials. A deadline (``--timeout``) stops new trials; running ones finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+POLL_S = 2.0
+
+
+@dataclass
+class WorkerSettings:
+    """Everything a worker process needs; the rest it reads from the study itself."""
+
+    storage_url: str
+    study_name: str
+    tracking_uri: str
+    n_trials: int | None
+    timeout: float | None = None
+    deadline: float | None = None  # epoch seconds after which no trial is started
+    jobs: int = 1
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    """Claim and run trials until the budget is met or the deadline passes."""
+    from trainlab.studies.loading import context_for, load_existing_study
+    from trainlab.studies.progress import ProgressPrinter
+    from trainlab.studies.pruners import build_pruner
+    from trainlab.studies.stale import reap_dead_trials
+    from trainlab.studies.storage import ClaimLock
+    from trainlab.studies.trial import execute_trial
+
+    quiet_for_studies()
+    study, storage = load_existing_study(settings.storage_url, settings.study_name)
+    context = context_for(study, settings.tracking_uri, settings.n_trials, settings.timeout)
+    spec = context.spec
+    study.pruner = build_pruner(spec.pruner, spec.max_epochs)
+    lock = ClaimLock(settings.storage_url, settings.study_name)
+    progress = ProgressPrinter(spec.metric, settings.n_trials, settings.jobs, settings.deadline)
+    while settings.deadline is None or time.time() < settings.deadline:
+        with lock.held():
+            reap_dead_trials(study, storage, settings.tracking_uri)
+            trial, stop = _next_trial(study, spec, settings.n_trials)
+        if stop is not None:
+            if stop:
+                print(f"trainlab: study {spec.name}: {stop}", file=sys.stderr, flush=True)
+            return
+        if trial is None:  # the last trials are running; wait in case one fails and must be replaced
+            time.sleep(POLL_S)
+            continue
+        frozen = execute_trial(study, trial, context)
+        progress.trial_finished(study, frozen)
+        _maybe_retry(study, frozen, spec.retry_failed)
+        gc.collect()
+
+
+def _next_trial(study, spec, n_trials: int | None):
+    """``(trial, None)`` to run one; ``(None, None)`` to wait; ``(None, why)`` to stop (``""``: budget met)."""
+    from optuna.trial import TrialState
+
+    from trainlab.studies.samplers import build_sampler
+    from trainlab.studies.stale import FAIL_REASON_ATTR
+
+    trials = study.get_trials(deepcopy=False)
+    counted = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if n_trials is not None and counted >= n_trials:
+        return None, ""
+    if len(failed) >= _failure_limit(n_trials):
+        return None, f"giving up after {len(failed)} failed trials; the last: {failed[-1].user_attrs.get(FAIL_REASON_ATTR, '?')}"
+    if n_trials is not None and counted + running >= n_trials:
+        return None, None
+    study.sampler = build_sampler(spec.sampler, spec.space, seed_offset=len(trials))
+    if _grid_done(study, trials):
+        return None, ""
+    return study.ask(), None
+
+
+def run_workers(settings: WorkerSettings, jobs: int) -> list[int]:
+    """Run ``jobs`` workers: this process is one of them, ``jobs - 1`` more start as worker processes.
+
+    Their output is relayed line by line; returns the started processes' exit codes. With several jobs
+    each worker gets ``cores // jobs`` torch threads, so that N workers do not oversubscribe the CPU (on
+    a small model, threads fighting over cores cost far more than they bring). This process works too
+    rather than waiting: it already paid for its imports and config parser, a fresh worker pays ~15 s.
+    """
+    threads = max(1, _usable_cores() // jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    payload = json.dumps(asdict(settings))
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "trainlab.studies.worker", "--settings", payload, "--threads", str(threads)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(jobs - 1)
+    ]
+    relays = [threading.Thread(target=_relay, args=(stream, target), daemon=True) for p in processes for stream, target in ((p.stdout, sys.stdout), (p.stderr, sys.stderr))]
+    for relay in relays:
+        relay.start()
+    import torch
+
+    own_threads = torch.get_num_threads()
+    try:
+        if processes:
+            torch.set_num_threads(threads)
+        run_worker(settings)
+        return [process.wait() for process in processes]
+    except BaseException:
+        # Ctrl-C reached the workers too (same process group); a SIGTERM or an error reached only us.
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            process.wait()
+        raise
+    finally:
+        torch.set_num_threads(own_threads)
+        for relay in relays:
+            relay.join(timeout=5)
+
+
+def quiet_for_studies() -> None:
+    """One progress line per trial is the study's output; Lightning's per-run banners would bury it."""
+    import optuna
+
+    from trainlab.training.quiet import quiet_lightning
+
+    quiet_lightning()
+    # Trials switch optimizers; LearningRateMonitor's note that one has no momentum is expected there.
+    warnings.filterwarnings("ignore", message=r".*log_momentum=True, but some optimizers do not have momentum.*")
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _grid_done(study, trials) -> bool:
+    """A grid sampler whose every point has been tried (retries queued aside) ends the study, whatever n_trials says."""
+    from optuna.trial import TrialState
+
+    is_exhausted = getattr(study.sampler, "is_exhausted", None)
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    return bool(is_exhausted and is_exhausted(study)) and not waiting
+
+
+def _failure_limit(n_trials: int | None) -> int | float:
+    """Failed trials are replaced, but not forever: a study whose every trial fails stops after this many."""
+    return max(n_trials, 3) if n_trials is not None else float("inf")
+
+
+def _maybe_retry(study, trial, retries: int) -> None:
+    """Queue a failed trial's values once more, up to ``study.retry_failed`` times per original trial."""
+    from optuna.trial import TrialState
+
+    if retries <= 0 or trial.state != TrialState.FAIL:
+        return
+    done = int(trial.user_attrs.get("trainlab.retry", 0))
+    if done >= retries:
+        return
+    original = trial.user_attrs.get("trainlab.retry_of", trial.number)
+    study.enqueue_trial(trial.params, user_attrs={"trainlab.retry_of": original, "trainlab.retry": done + 1})
+
+
+def _relay(stream, target) -> None:
+    for line in stream:
+        target.write(line)
+        target.flush()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies (even by kill -9), so no orphan keeps training."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainlab.studies.worker", description=__doc__)
+    parser.add_argument("--settings", required=True, help="WorkerSettings as JSON")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this worker")
+    args = parser.parse_args(argv)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    _die_with_parent()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from trainlab.errors import ConfigError
+
+    try:
+        run_worker(WorkerSettings(**json.loads(args.settings)))
+    except ConfigError as exc:
+        print(f"trainlab: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""A study survives its worker's death: the dead worker's trial is failed (Optuna) and its run ended
+(MLflow), and running the command again completes the study without losing or repeating a trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import all_runs
+
+
+def test_trials_of_dead_workers_are_failed_and_their_runs_ended(workdir, tracking_uri, mlflow_client):
+    import optuna
+
+    from trainlab.studies.stale import HEARTBEAT_ATTR, WORKER_ATTR, reap_dead_trials, worker_identity
+    from trainlab.studies.storage import open_storage
+    from trainlab.tracking.store import get_or_create_experiment
+
+    storage = open_storage(str(workdir / "optuna_journal.log"))
+    study = optuna.create_study(study_name="reap", storage=storage)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    experiment_id = get_or_create_experiment(mlflow_client, "reap")
+
+    def running_trial(owner: dict, heartbeat: float | None = None):
+        trial = study.ask()
+        trial.set_user_attr(WORKER_ATTR, owner)
+        if heartbeat is not None:
+            trial.set_user_attr(HEARTBEAT_ATTR, heartbeat)
+        trial.set_user_attr("mlflow_run_id", mlflow_client.create_run(experiment_id).info.run_id)
+        return trial
+
+    alive_here = running_trial(worker_identity())
+    dead_here = running_trial({"host": socket.gethostname(), "pid": finished.pid, "started": None})
+    silent_elsewhere = running_trial({"host": "another-machine", "pid": 1234}, heartbeat=time.time() - 3600)
+    beating_elsewhere = running_trial({"host": "another-machine", "pid": 1235}, heartbeat=time.time())
+
+    assert sorted(reap_dead_trials(study, storage, tracking_uri)) == sorted([dead_here.number, silent_elsewhere.number])
+
+    states = {t.number: t for t in study.get_trials()}
+    assert states[alive_here.number].state.name == "RUNNING" and states[beating_elsewhere.number].state.name == "RUNNING"
+    assert f"worker process {finished.pid}" in states[dead_here.number].user_attrs["trainlab.fail_reason"]
+    assert "no heartbeat" in states[silent_elsewhere.number].user_attrs["trainlab.fail_reason"]
+    for trial, status in ((dead_here, "FAILED"), (silent_elsewhere, "FAILED"), (alive_here, "RUNNING"), (beating_elsewhere, "RUNNING")):
+        run = mlflow_client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.info.status == status
+    assert "died" in mlflow_client.get_run(dead_here.user_attrs["mlflow_run_id"]).data.tags["trainlab.status_reason"]
+    assert reap_dead_trials(study, storage, tracking_uri) == [], "a reaped trial is not reaped twice"
+
+
+@pytest.mark.integration
+def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli, tracking_uri):
+    """The issue's acceptance test: kill -9 during a trial, re-run, nothing completed is lost or duplicated."""
+    import optuna
+
+    from trainlab.studies.storage import open_storage
+
+    document = {
+        "seed_everything": 7,
+        "model": {"class_path": "MLPClassifier", "init_args": {"hidden_sizes": [64]}},
+        "data": {"class_path": "Digits", "init_args": {"batch_size": 64}},
+        "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.005}},
+        "trainer": {"max_epochs": 3, "enable_progress_bar": False},
+        "tracking": {"experiment": "resume-test"},
+        "study": {"name": "resume", "metric": "val/acc", "direction": "maximize", "n_trials": 3, "sampler": {"type": "random", "seed": 0}, "pruner": "none"},
+        "search_space": {"model.init_args.dropout": {"low": 0.0, "high": 0.3}},
+    }
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    log = (workdir / "first.log").open("w")
+    first = subprocess.Popen([sys.executable, "-m", "trainlab", "study", str(path)], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+
+    journal = workdir / "optuna_journal.log"
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:
+        assert first.poll() is None, (workdir / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no second trial started in time"
+        time.sleep(0.3)
+        if not journal.exists():
+            continue
+        trials = optuna.load_study(study_name="resume", storage=open_storage(str(journal))).get_trials()
+        # Mid-trial: trial 0 done, trial 1 has its MLflow run and has reported at least one epoch.
+        if len(trials) >= 2 and trials[0].state.name == "COMPLETE" and trials[1].state.name == "RUNNING" and trials[1].intermediate_values:
+            victim = trials[1]
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    log.close()
+
+    survivor = optuna.load_study(study_name="resume", storage=open_storage(str(journal))).trials[0]
+    runs_before = {r.info.run_id: r.info.status for r in all_runs(tracking_uri)}
+    assert runs_before[victim.user_attrs["mlflow_run_id"]] == "RUNNING", "kill -9 leaves the trial's run RUNNING"
+
+    again = cli("study", path)
+    assert again.code == 0, again
+
+    trials = optuna.load_study(study_name="resume", storage=open_storage(str(journal))).trials
+    states = [t.state.name for t in trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"], states
+    assert f"worker process {first.pid}" in trials[1].user_attrs["trainlab.fail_reason"]
+    assert trials[0].value == survivor.value and trials[0].user_attrs["mlflow_run_id"] == survivor.user_attrs["mlflow_run_id"]
+
+    runs = all_runs(tracking_uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    parents = [r for r in runs if r.data.tags.get("trainlab.kind") == "study"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    killed_run = next(r for r in runs if r.info.run_id == victim.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED" and "died" in killed_run.data.tags["trainlab.status_reason"]
+    finished = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial" and r.info.status == "FINISHED"]
+    assert sorted(int(r.data.tags["trainlab.trial"]) for r in finished) == [0, 2, 3]
+    assert {r.info.run_id for r in finished} == {t.user_attrs["mlflow_run_id"] for t in trials if t.state.name == "COMPLETE"}
