@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev,data]"
 	touch $(STAMP)
 
-# The main job: the demo experiment, tracked in ./mlflow.db
+# The main job: the demo study (20 Optuna trials, pruned), tracked in ./mlflow.db
 demo: setup
-	$(BIN)/trainlab train studies/digits_mlp.yaml
+	$(BIN)/trainlab study studies/digits_mlp.yaml
 
 # The whole suite (unit, integration, ddp, postgres, browser tiers), two workers
 test: setup

@@ -30,6 +30,21 @@ class _OneLineParser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+class _CommandParser(_OneLineParser):
+    """A command's parser: options may come anywhere, also after ``KEY=VALUE`` overrides."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:  # parse_known_intermixed_args calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 class _UsageError(Exception):
     pass
 
@@ -37,14 +52,9 @@ class _UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="trainlab", description="Lightning experiments with Optuna studies and MLflow tracking.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name, (module, help_text) in COMMANDS.items():
-        try:
-            command = importlib.import_module(f"trainlab.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"trainlab.commands.{module}":
-                raise
-            continue  # command not built yet
+        command = importlib.import_module(f"trainlab.commands.{module}")
         command_parser = sub.add_parser(name, help=help_text, description=(command.__doc__ or help_text).strip())
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         command.add_arguments(command_parser)
