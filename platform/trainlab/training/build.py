@@ -94,11 +94,7 @@ def build_user_callbacks(config: RunConfig) -> list:
 
 def trainer_arguments(config: RunConfig) -> dict[str, Any]:
     """Trainer keyword arguments from the config, minus what trainlab wires itself (logger, callbacks)."""
-    arguments = {key: value for key, value in config.document["trainer"].items() if key not in ("callbacks", "logger")}
-    return arguments
-
-
-    return instantiate_class((), section)
+    return {key: value for key, value in config.document["trainer"].items() if key not in ("callbacks", "logger")}
 
 
 def _import_class(class_path: str):
