@@ -120,6 +120,8 @@ class TrainlabTask(L.LightningModule):
         Steps only ``update`` the metrics: handing metric objects to ``self.log`` on every step makes
         Lightning walk each metric's state per step, which cost more than the step itself for small nets
         (benchmarks/overhead.py). ``compute`` already reduces over DDP ranks, so the values are final.
+        Lightning runs callbacks' ``on_<stage>_epoch_end`` before the module's, so callbacks read these
+        values from ``on_validation_end`` on (as checkpointing, early stopping and pruning do).
         """
         if not any(metric.update_count for metric in metrics.values()):
             return  # no batches this epoch (e.g. limit_val_batches=0)

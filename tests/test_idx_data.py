@@ -9,6 +9,8 @@ import contextlib
 import functools
 import hashlib
 import http.server
+import json
+import socket
 import threading
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import FASHION_DIR, all_runs, need
+from conftest import FASHION_DIR, STUDIES, all_runs, need
 from datamodules import MNIST, FashionMNIST
 from datamodules.idx import IdxFormatError, read_idx, write_idx
 from datamodules.mnist import FILES
@@ -234,9 +236,12 @@ def test_file_missing_on_the_mirror_is_reported(isolated_dirs):
         MNIST(mirrors=[url]).prepare_data()
 
 
-def test_unresolvable_mirror_is_reported(isolated_dirs):
-    with pytest.raises(FileNotFoundError, match="download failed: http://mirror.invalid/"):
-        MNIST(mirrors=["http://mirror.invalid/"]).prepare_data()
+def test_unreachable_mirror_is_reported(isolated_dirs):
+    with socket.socket() as probe:  # a loopback port nobody listens on: the connection is refused at once
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    with pytest.raises(FileNotFoundError, match=f"download failed: {url}train-images-idx3-ubyte.gz: .*refused"):
+        MNIST(mirrors=[url]).prepare_data()
 
 
 @pytest.mark.parametrize(
@@ -323,3 +328,18 @@ def test_real_fashion_mnist_files(monkeypatch, tmp_path):
     assert torch.bincount(y_test).tolist() == [1000] * 10
     all_train = torch.cat([dm.splits["train"][1], dm.splits["val"][1]])
     assert torch.bincount(all_train).tolist() == [6000] * 10
+
+
+@pytest.mark.fashion
+@pytest.mark.integration
+def test_fashion_cnn_experiment_trains_and_tests_on_the_full_test_set(cli, workdir, tracking_uri, mlflow_client):
+    need(FASHION_DIR.exists(), f"Fashion-MNIST files missing from {FASHION_DIR} (apt-get install dataset-fashion-mnist)")
+    # The shipped experiment, shortened: 1 epoch on 6,000 training images; the test split stays whole.
+    result = cli("train", STUDIES / "fashion_cnn.yaml", "trainer.max_epochs=1", "data.init_args.limit_train=6000")
+
+    assert result.code == 0, result
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test/acc"] > 0.6  # chance is 0.1
+    fingerprint = json.loads(Path(mlflow_client.download_artifacts(run.info.run_id, "data_fingerprint.json", str(workdir))).read_text())
+    assert fingerprint["test"]["samples"] == 10_000

@@ -1,4 +1,4 @@
-"""Lightning's MLFlowLogger, writing one batch per epoch with the epoch as step."""
+"""Lightning's MLFlowLogger, writing epoch metrics in batches (at most one write a second), the epoch as step."""
 
 from __future__ import annotations
 
@@ -11,10 +11,15 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 _LR_MONITOR_NAME = re.compile(r"^lr-[^/]+?(-momentum)?(/pg\d+)?$")
+# A write (log_batch) takes 10-50 ms on sqlite: more than a whole epoch of a small model (benchmarks/overhead.py).
+# So finished epochs are held until a second has passed since the last write; longer epochs go out one by one.
+MIN_SECONDS_BETWEEN_WRITES = 1.0
+_BATCH_LIMIT = 1000  # MLflow takes at most 1000 metrics per log_batch
 
 
 class EpochMLFlowLogger(MLFlowLogger):
-    """Buffers every metric of an epoch and sends them in a single ``log_batch`` when the epoch changes.
+    """Buffers every metric of an epoch and sends finished epochs in one ``log_batch`` when the epoch changes
+    (at most once every ``MIN_SECONDS_BETWEEN_WRITES``) and on :meth:`flush`.
 
     Lightning's MLFlowLogger sends one request per ``log_metrics`` call and uses the global step; trainlab
     logs epoch-level curves, so the epoch is the step and one round trip per epoch is enough. The run's
@@ -26,8 +31,10 @@ class EpochMLFlowLogger(MLFlowLogger):
     def __init__(self, run_id: str, tracking_uri: str, experiment_name: str) -> None:
         super().__init__(experiment_name=experiment_name, tracking_uri=tracking_uri, run_id=run_id, log_model=False)
         self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        self._pending: dict[str, float] = {}
+        self._pending: dict[tuple[int, str], float] = {}  # (step, name) -> value
+        self._stamps: dict[int, int] = {}  # step -> timestamp (ms): one per epoch, as if written at once
         self._pending_step: int | None = None
+        self._last_write = time.monotonic()
         self._epoch_of: Callable[[], int] | None = None
 
     def follow_epochs_of(self, epoch_of: Callable[[], int]) -> None:
@@ -47,11 +54,13 @@ class EpochMLFlowLogger(MLFlowLogger):
             step = self._epoch_of()
         elif epoch is not None:
             step = int(epoch)
-        if self._pending_step is not None and step != self._pending_step:
+        epoch_ended = self._pending_step is not None and step != self._pending_step
+        if epoch_ended and time.monotonic() - self._last_write >= MIN_SECONDS_BETWEEN_WRITES:
             self.flush()
-        self._pending_step = step
+        self._pending_step = step = step or 0
+        self._stamps.setdefault(step, int(time.time() * 1000))
         for name, value in metrics.items():
-            self._pending[_metric_name(name)] = float(value)
+            self._pending[(step, _metric_name(name))] = float(value)
 
     @rank_zero_only
     def flush(self) -> None:
@@ -59,13 +68,13 @@ class EpochMLFlowLogger(MLFlowLogger):
             return
         from mlflow.entities import Metric
 
-        timestamp = int(time.time() * 1000)
-        step = self._pending_step or 0
-        batch = [Metric(key=name, value=value, timestamp=timestamp, step=step) for name, value in self._pending.items()]
-        self.experiment.log_batch(run_id=self.run_id, metrics=batch, synchronous=True)
-        for name, value in self._pending.items():
+        batch = [Metric(key=name, value=value, timestamp=self._stamps[step], step=step) for (step, name), value in self._pending.items()]
+        for start in range(0, len(batch), _BATCH_LIMIT):
+            self.experiment.log_batch(run_id=self.run_id, metrics=batch[start : start + _BATCH_LIMIT], synchronous=True)
+        for (step, name), value in self._pending.items():
             self.history[name].append((step, value))
-        self._pending = {}
+        self._pending, self._stamps = {}, {}
+        self._last_write = time.monotonic()
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
