@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.studies.report import write_study_report
     from trainlab.studies.spec import load_study_spec
     from trainlab.studies.stale import reap_dead_trials
-    from trainlab.studies.storage import public_url, resolve_storage_url
+    from trainlab.studies.storage import ClaimLock, public_url, resolve_storage_url
     from trainlab.studies.worker import WorkerSettings, quiet_for_studies, run_workers
     from trainlab.tracking.store import resolve_tracking_uri
 
@@ -48,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     spec = load_study_spec(experiment, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
-    study, storage = open_study(storage_url, spec, experiment)
-    parent_run_id = ensure_parent_run(study, spec, experiment, uri, storage_url)
+    # Workers on several machines may start a brand-new study at the same instant: one creates the study
+    # and its parent run, the others find both.
+    with ClaimLock(storage_url, spec.name).held():
+        study, storage = open_study(storage_url, spec, experiment)
+        parent_run_id = ensure_parent_run(study, spec, experiment, uri, storage_url)
     budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
     if spec.timeout:
         budget += f", at most {spec.timeout:.0f} s"
