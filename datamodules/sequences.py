@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from datamodules.data_packages import import_data_package
+from datamodules.digits import Digits
 from datamodules.in_memory import InMemoryDataModule, Split
-from trainlab.types import UnitFraction
 
 
 def pad_sequences(sequences: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,8 +66,10 @@ class JapaneseVowels(VariableLengthSequences):
         return splits
 
 
-class DigitsSequence(InMemoryDataModule):
+class DigitsSequence(Digits):
     """scikit-learn's 8×8 digits read row by row: 8 time steps of 8 channels, 10 classes. A quick RNN check.
+
+    Same splits as :class:`Digits`; only the image channel is dropped so each row is one time step.
 
     Example::
 
@@ -76,17 +78,5 @@ class DigitsSequence(InMemoryDataModule):
           init_args: {batch_size: 64}
     """
 
-    def __init__(self, test_fraction: UnitFraction = 0.2, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        self.test_fraction = test_fraction
-
     def load_splits(self) -> dict[str, Split]:
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        x = torch.tensor(bunch.images, dtype=torch.float32)  # (N, rows = time, columns = channels)
-        y = torch.tensor(bunch.target, dtype=torch.long)
-        train, test = self._carve((x, y), self.test_fraction)
-        return {"train": train, "test": test}
+        return {name: (x.squeeze(1), y) for name, (x, y) in super().load_splits().items()}
