@@ -178,38 +178,6 @@ def test_a_metric_the_model_never_logs_stops_the_study_with_one_line(workdir, cl
     assert [t.state.name for t in _load_study(workdir, "typo").trials] == ["FAIL"], "the study stops at its first trial"
 
 
-@pytest.mark.integration
-def test_a_trial_reattached_by_number_trains_its_sampled_values(workdir, tracking_uri, mlflow_client):
-    """The seam for trials that run as their own process group: whoever holds (storage, study, number)
-    trains the trial with the values sampled for it and reports its epochs through the storage."""
-    from trainlab.config import load_experiment
-    from trainlab.studies import load_study_spec, open_study
-    from trainlab.studies.parent_run import ensure_parent_run
-    from trainlab.studies.trial import run_trial_by_number
-
-    path = _tiny_study(
-        workdir,
-        {"name": "attach", "metric": "val/acc", "direction": "maximize", "n_trials": 1, "sampler": {"type": "random", "seed": 5}, "pruner": "none"},
-        {"optimizer.init_args.lr": {"low": 0.01, "high": 0.2, "log": True}},
-        trainer={"max_epochs": 2, "enable_progress_bar": False},
-    )
-    experiment = load_experiment(path)
-    spec = load_study_spec(experiment)
-    storage_url = str(workdir / "optuna_journal.log")
-    study, _ = open_study(storage_url, spec, experiment)
-    parent_run_id = ensure_parent_run(study, spec, experiment, tracking_uri, storage_url)
-    trial = study.ask()
-    sampled = spec.space.sample(trial)
-
-    value = run_trial_by_number(storage_url, "attach", trial.number, tracking_uri)
-
-    stored = _load_study(workdir, "attach").trials[trial.number]
-    assert stored.state.name == "RUNNING" and sorted(stored.intermediate_values) == [0, 1]
-    assert value == max(stored.intermediate_values.values())
-    run = mlflow_client.get_run(stored.user_attrs["mlflow_run_id"])
-    assert run.data.tags["mlflow.parentRunId"] == parent_run_id and run.data.tags["trainlab.trial"] == str(trial.number)
-    assert float(run.data.params["optimizer.init_args.lr"]) == sampled["optimizer.init_args.lr"]
-
 
 @pytest.mark.integration
 def test_a_failed_trial_is_retried_with_the_same_values(workdir, cli):

@@ -174,9 +174,48 @@ def test_default_storage_sits_next_to_the_sqlite_store(tmp_path):
     assert public_url("postgresql://u:secret@db:5432/optuna") == "postgresql://u@db:5432/optuna"
 
 
-def test_multi_process_trials_are_refused_until_trials_get_their_own_process_group(workdir, cli):
-    """Lightning's DDP launcher would re-execute `trainlab study` for rank 1: a second study worker."""
-    path = _write_study(workdir, trainer={"max_epochs": 2, "strategy": "ddp", "devices": 2})
-    result = cli("study", path)
-    assert result.code == 2 and "trainlab: error: trainer.strategy: got 'ddp'; expected a single-process strategy" in result.err
-    assert not (workdir / "optuna_journal.log").exists()
+UNLAUNCHABLE = [
+    pytest.param({"strategy": "ddp_spawn", "devices": 2, "accelerator": "cpu"}, [], "trainer.strategy: got 'ddp_spawn'; expected ddp for a multi-device trial", id="spawn"),
+    pytest.param({"num_nodes": 2}, [], "trainer.num_nodes: got 2; expected 1 in a study", id="several-nodes"),
+    pytest.param({}, ["--devices-per-trial", "0"], "--devices-per-trial: got 0; expected an integer >= 1", id="zero-devices"),
+    pytest.param({"strategy": "ddp_fork"}, ["--devices-per-trial", "2"], "trainer.strategy: got 'ddp_fork'", id="option-meets-fork"),
+]
+
+
+@pytest.mark.parametrize("trainer, options, message", UNLAUNCHABLE)
+def test_trials_a_process_group_cannot_run_are_refused_before_anything_exists(workdir, cli, trainer, options, message):
+    """A multi-device trial runs as its own re-executed process group: spawned ranks and several nodes cannot."""
+    path = _write_study(workdir, trainer={"max_epochs": 2, **trainer})
+    result = cli("study", path, *options)
+    assert result.code == 2 and f"trainlab: error: {message}" in result.err, result
+    assert len(result.err.strip().splitlines()) == 1
+    assert not (workdir / "optuna_journal.log").exists() and not (workdir / "mlflow.db").exists()
+
+
+def test_processes_per_trial_follows_lightnings_meaning_of_devices():
+    from trainlab.studies.devices import processes_per_trial, with_devices_per_trial
+
+    assert processes_per_trial({"devices": "auto", "accelerator": "cpu"}) == 1
+    assert processes_per_trial({"devices": 2, "strategy": "ddp", "accelerator": "cpu"}) == 2
+    assert processes_per_trial({"devices": [0, 1, 2], "strategy": "ddp"}) == 3
+    assert processes_per_trial({"devices": "0,1", "strategy": "ddp"}) == 2
+    assert processes_per_trial({"devices": 4, "strategy": "single_device"}) == 1
+    run = {"trainer": {"max_epochs": 3}}
+    assert with_devices_per_trial(run, 2)["trainer"] == {"max_epochs": 3, "devices": 2, "strategy": "ddp"}
+    assert with_devices_per_trial(run, 1)["trainer"] == {"max_epochs": 3, "devices": 1}
+    assert with_devices_per_trial({"trainer": {"strategy": "fsdp"}}, 4)["trainer"]["strategy"] == "fsdp"
+    assert run == {"trainer": {"max_epochs": 3}}, "the study's own config is left as written"
+
+
+def test_each_worker_gets_its_own_gpus():
+    from trainlab.errors import ConfigError
+    from trainlab.studies.devices import device_slots
+
+    eight = [str(i) for i in range(8)]
+    assert device_slots(8, 1, eight) == eight
+    assert device_slots(2, 4, eight) == ["0,1,2,3", "4,5,6,7"]
+    assert device_slots(3, None, ["4", "6"]) == ["4", "6", "4"], "without K, workers share GPUs round robin"
+    assert device_slots(1, None, eight) is None, "one worker keeps every GPU the user gave it"
+    assert device_slots(4, 2, []) is None, "CPU: nothing to pin; workers split the cores"
+    with pytest.raises(ConfigError, match=r"at most 2 with --jobs 3: 3 x 4 needs 12 GPUs, this machine shows 8"):
+        device_slots(3, 4, eight)

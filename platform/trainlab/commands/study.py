@@ -5,6 +5,7 @@ again continues the study up to its total n_trials; trials of a killed process a
   trainlab study studies/digits_mlp.yaml
   trainlab study studies/digits_mlp.yaml --n-trials 40 --jobs 2
   trainlab study studies/digits_mlp.yaml trainer.max_epochs=5 --storage postgresql://me@db/optuna
+  trainlab study studies/fashion_cnn.yaml --jobs 2 --devices-per-trial 4    (8 GPUs: two 4-GPU DDP trials at a time)
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-trials", type=int, default=None, help="total trials to reach (complete + pruned; failed ones are replaced)")
     parser.add_argument("--timeout", default=None, help="time budget for this invocation: seconds, or 90s, 10m, 2h")
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes sharing the study storage (default 1)")
+    parser.add_argument("--devices-per-trial", type=int, default=None, metavar="K",
+                        help="devices each trial trains on (trainer.devices=K; DDP when K > 1); each worker gets K GPUs "
+                        "of its own via CUDA_VISIBLE_DEVICES; on CPU, K processes per trial")
     parser.add_argument("--storage", default=None, help="Optuna storage: an RDB URL (postgresql://...) or a journal file path "
                         "(default: optuna_journal.log next to mlflow.db)")
     parser.add_argument("--study-name", default=None, help="study name (default: study.name, else the tracking experiment)")
@@ -30,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from trainlab.config import load_experiment
     from trainlab.errors import ConfigError
+    from trainlab.studies.devices import device_slots, visible_gpus, with_devices_per_trial
     from trainlab.studies.loading import open_study
     from trainlab.studies.parent_run import end_parent_run, ensure_parent_run
     from trainlab.studies.report import write_study_report
@@ -44,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
     quiet_for_studies()
     if args.jobs < 1:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
+    if args.devices_per_trial is not None and args.devices_per_trial < 1:
+        raise ConfigError("--devices-per-trial", args.devices_per_trial, "an integer >= 1")
     experiment = load_experiment(args.file, args.overrides)
-    spec = load_study_spec(experiment, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
+    # Validated as the trials will train; stored as written (devices are this invocation's resources).
+    as_trained = replace(experiment, run=with_devices_per_trial(experiment.run, args.devices_per_trial))
+    spec = load_study_spec(as_trained, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
+    gpu_slots = device_slots(args.jobs, args.devices_per_trial, visible_gpus())
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
     # Workers on several machines may start a brand-new study at the same instant: one creates the study
@@ -56,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
     if spec.timeout:
         budget += f", at most {spec.timeout:.0f} s"
-    print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {args.jobs} worker(s)")
+    workers = f"{args.jobs} worker(s)"
+    if args.devices_per_trial:
+        workers += f", {args.devices_per_trial} device(s) per trial"
+    if gpu_slots:
+        workers += f" on GPUs {' | '.join(gpu_slots)}"
+    print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
     print(f"storage: {public_url(storage_url)}\ntracking: {uri}  (parent run {parent_run_id})", flush=True)
 
     settings = WorkerSettings(
@@ -67,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
         timeout=spec.timeout,
         deadline=time.time() + spec.timeout if spec.timeout else None,
         jobs=args.jobs,
+        devices_per_trial=args.devices_per_trial,
     )
     status, reason, code = "FINISHED", None, 0
     try:
-        codes = run_workers(settings, args.jobs)
+        codes = run_workers(settings, args.jobs, gpu_slots)
         if any(codes):
             code = 2 if 2 in codes else 1
             status, reason = "FAILED", f"worker exit codes {codes}"
@@ -101,3 +119,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
     print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(storage_url)}")
     return code
+

@@ -77,12 +77,23 @@ def load_existing_study(storage_url: str, study_name: str):
 
 def stored_experiment(study) -> Experiment:
     """The experiment file the study was created from."""
-    document = yaml.safe_load(study.user_attrs[EXPERIMENT_ATTR])
+    return split_experiment(yaml.safe_load(study.user_attrs[EXPERIMENT_ATTR]))
+
+
+def split_experiment(document: dict[str, Any]) -> Experiment:
+    """The inverse of :func:`experiment_document`."""
     run = {key: value for key, value in document.items() if key not in ("study", "search_space")}
     return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"))
 
 
-def context_for(study, tracking_uri: str, n_trials: int | None = None, timeout: float | None = None):
+def context_for(
+    study,
+    tracking_uri: str,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage_url: str | None = None,
+    devices_per_trial: int | None = None,
+):
     """The :class:`~trainlab.studies.trial.TrialContext` of ``study``, rebuilt from what it stores."""
     from trainlab.studies.trial import TrialContext
 
@@ -91,7 +102,7 @@ def context_for(study, tracking_uri: str, n_trials: int | None = None, timeout: 
     if n_trials is None and timeout is None and section.get("n_trials") is None and section.get("timeout") is None:
         n_trials = 1  # budget does not matter to a single re-attached trial
     spec = load_study_spec(experiment, n_trials=n_trials, timeout=timeout, name=study.study_name, check_run=False)
-    return TrialContext(experiment, spec, tracking_uri, study.user_attrs.get(PARENT_RUN_ATTR))
+    return TrialContext(experiment, spec, tracking_uri, study.user_attrs.get(PARENT_RUN_ATTR), storage_url, devices_per_trial)
 
 
 def _comparable(document: dict[str, Any]) -> dict[str, Any]:

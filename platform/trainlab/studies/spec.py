@@ -8,6 +8,7 @@ from typing import Any
 
 from trainlab.config.experiment import Experiment, get_dotted
 from trainlab.errors import ConfigError
+from trainlab.studies.devices import check_trial_launchable
 from trainlab.studies.pruners import PRUNERS, build_pruner
 from trainlab.studies.samplers import SAMPLERS, build_sampler
 from trainlab.studies.search_space import SearchSpace, apply_params, import_class, parse_search_space
@@ -73,7 +74,7 @@ def load_study_spec(
         raise ConfigError("search_space", expected="a section listing the config keys to search, e.g. model.init_args.dropout: {low: 0.0, high: 0.5}")
 
     base = resolve_run_config(experiment.run)
-    _check_single_process(base.document["trainer"])
+    check_trial_launchable(base.document["trainer"])
     metric, direction = _metric_and_direction(section, base.document)
     budget_trials = _trial_count(n_trials if n_trials is not None else section.get("n_trials"), "--n-trials" if n_trials is not None else "study.n_trials")
     budget_time = _duration(timeout if timeout is not None else section.get("timeout"), "--timeout" if timeout is not None else "study.timeout")
@@ -114,6 +115,7 @@ def check_space_against_run(space: SearchSpace, run: dict[str, Any]) -> None:
     for values, where in space.probes():
         try:
             document = resolve_run_config(apply_params(run, values)).document
+            check_trial_launchable(document["trainer"])
         except ConfigError as exc:
             searched = any(exc.key == path or exc.key.startswith(path + ".") for path in values)
             hint = "; ".join(part for part in (exc.hint, f"when {where}" if where else None) if part)
@@ -121,16 +123,6 @@ def check_space_against_run(space: SearchSpace, run: dict[str, Any]) -> None:
         for path in values:
             if get_dotted(document, path, _MISSING) is _MISSING:
                 raise ConfigError(f"search_space.{path}", expected="a key of the resolved run config (see a run's config.yaml)")
-
-
-def _check_single_process(trainer: dict[str, Any]) -> None:
-    """Lightning's DDP launcher re-executes the command for every extra rank: a study command re-executed
-    would become a second study worker. Until trials get their own process group, refuse it here."""
-    strategy = trainer.get("strategy")
-    if isinstance(strategy, str) and "ddp" in strategy and trainer.get("devices") not in (1, "1", [0]):
-        raise ConfigError("trainer.strategy", strategy, "a single-process strategy in a study (multi-process trials are not supported yet)")
-    if (trainer.get("num_nodes") or 1) > 1:
-        raise ConfigError("trainer.num_nodes", trainer["num_nodes"], "1 in a study (multi-process trials are not supported yet)")
 
 
 def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> tuple[str, str]:

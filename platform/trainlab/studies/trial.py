@@ -1,15 +1,16 @@
 """One trial: sample values, apply them to the run config, train through ``fit_run``, tell Optuna.
 
 A trial is a normal tracked run (``fit_run``, the one training path) with sampled values, a parent run
-and a pruning callback. :func:`run_trial` does the training part and can be called in any process that
-holds the trial (a later multi-process trial re-attaches with :func:`run_trial_by_number`);
-:func:`execute_trial` adds the Optuna bookkeeping around it for the worker that asked for the trial.
+and a pruning callback. :func:`attempt_trial` trains it in the process that holds the trial and says how
+it ended (a :class:`TrialOutcome`); :func:`execute_trial` adds the Optuna bookkeeping for the worker that
+asked for the trial, and hands a trial that needs several processes (DDP) to its own process group
+(:mod:`trainlab.studies.trial_process`), whose rank 0 calls :func:`attempt_trial` in turn.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
@@ -32,6 +33,25 @@ class TrialContext:
     spec: StudySpec
     tracking_uri: str
     parent_run_id: str | None
+    storage_url: str | None = None  # where a trial's own process group re-attaches to it
+    devices_per_trial: int | None = None
+
+
+@dataclass
+class TrialOutcome:
+    """How one attempt at a trial ended, plain enough to cross from a trial's process group as JSON.
+
+    ``state`` is "complete" (with ``value``), "pruned" or "fail" (with ``reason``); ``fatal`` holds the
+    fields of a :class:`MetricNotLogged` error, which stops the whole study.
+    """
+
+    state: str
+    value: float | None = None
+    reason: str | None = None
+    fatal: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class MetricNotLogged(ConfigError):
@@ -78,20 +98,29 @@ class TrialPruning(Callback):
             raise optuna.TrialPruned(f"at epoch {epoch} with {self.monitor}={float(value):.4g}")
 
 
-def run_trial(trial, context: TrialContext) -> float:
+def trial_config(trial, context: TrialContext):
+    """The resolved run config of ``trial``: its sampled values (sampled now, or the ones it already has)
+    applied to the study's run config. Raises ``ConfigError`` when they make an invalid config."""
+    from trainlab.config import resolve_run_config
+    from trainlab.studies.devices import with_devices_per_trial
+
+    spec = context.spec
+    values = spec.space.sample(trial)
+    run = with_devices_per_trial(apply_params(context.experiment.run, values), context.devices_per_trial)
+    set_dotted(run, "tracking.run_name", f"{spec.name}-trial-{trial.number}")
+    return resolve_run_config(run)
+
+
+def run_trial(trial, context: TrialContext, config=None) -> float:
     """Train one trial through ``fit_run`` and return its objective: the best epoch value of the metric.
 
     Raises ``optuna.TrialPruned`` when pruned, ``RunEnded`` when the run failed (its reason recorded in
     MLflow), ``ConfigError`` when the sampled values make an invalid config.
     """
-    from trainlab.config import resolve_run_config
     from trainlab.training import fit_run
 
     spec = context.spec
-    values = spec.space.sample(trial)
-    run = apply_params(context.experiment.run, values)
-    set_dotted(run, "tracking.run_name", f"{spec.name}-trial-{trial.number}")
-    config = resolve_run_config(run)
+    config = config or trial_config(trial, context)
     tags = {"trainlab.kind": "trial", "trainlab.study": spec.name, "trainlab.trial": str(trial.number)}
     result = fit_run(
         config,
@@ -117,56 +146,69 @@ def objective_value(history: dict[str, list[tuple[int, float]]], spec: StudySpec
     return best
 
 
-def execute_trial(study, trial, context: TrialContext):
-    """Run ``trial`` and tell Optuna how it ended: COMPLETE, PRUNED or FAIL (reason in a user attr).
-
-    A failing trial never stops the study; a :class:`MetricNotLogged` error does (no trial could ever
-    be judged), after its trial is failed. Ctrl-C fails the trial and propagates. Returns the FrozenTrial.
-    """
+def attempt_trial(trial, context: TrialContext, config=None) -> TrialOutcome:
+    """Train ``trial`` here and say how it ended. A trial's own error never escapes (the study goes on);
+    Ctrl-C and SIGTERM do."""
     import optuna
-    from optuna.trial import TrialState
 
     from trainlab.training.fit_run import RunEnded
 
-    fatal: BaseException | None = None
+    try:
+        return TrialOutcome("complete", value=run_trial(trial, context, config))
+    except optuna.TrialPruned:
+        return TrialOutcome("pruned")
+    except RunEnded as ended:
+        cause = ended.__cause__
+        return TrialOutcome("fail", reason=ended.result.reason or ended.result.status, fatal=_fatal(cause) if isinstance(cause, MetricNotLogged) else None)
+    except MetricNotLogged as exc:
+        return TrialOutcome("fail", reason=exc.message, fatal=_fatal(exc))
+    except ConfigError as exc:
+        return TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
+    except Exception as exc:  # a trial's own error is recorded; the study goes on
+        return TrialOutcome("fail", reason=f"{type(exc).__name__}: {exc}")
+
+
+def execute_trial(study, trial, context: TrialContext):
+    """Run ``trial`` and tell Optuna how it ended: COMPLETE, PRUNED or FAIL (reason in a user attr).
+
+    A trial whose config needs several processes (``trainer.devices: 2, strategy: ddp``) runs as its own
+    process group while this worker keeps its heartbeat and waits. A failing trial never stops the study;
+    a :class:`MetricNotLogged` error does (no trial could ever be judged), after its trial is failed.
+    Ctrl-C fails the trial and propagates. Returns the FrozenTrial.
+    """
+    from trainlab.studies.devices import processes_per_trial
+    from trainlab.studies.trial_process import run_in_process_group
+
     try:
         with heartbeat(trial):
-            value = run_trial(trial, context)
-        frozen = study.tell(trial, value)
-    except optuna.TrialPruned:
-        frozen = study.tell(trial, state=TrialState.PRUNED)
+            try:
+                config = trial_config(trial, context)
+            except ConfigError as exc:
+                outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
+            else:
+                ranks = processes_per_trial(config.document["trainer"])
+                outcome = run_in_process_group(trial, context, ranks) if ranks > 1 else attempt_trial(trial, context, config)
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C or SIGTERM)")
         raise
-    except RunEnded as ended:
-        frozen = _fail(study, trial, ended.result.reason or ended.result.status)
-        if isinstance(ended.__cause__, MetricNotLogged):
-            fatal = ended.__cause__
-    except MetricNotLogged as exc:
-        frozen = _fail(study, trial, exc.message)
-        fatal = exc
-    except ConfigError as exc:
-        frozen = _fail(study, trial, f"sampled values make an invalid config: {exc.message}")
-    except Exception as exc:  # a trial's own error is recorded; the study goes on
-        frozen = _fail(study, trial, f"{type(exc).__name__}: {exc}")
-    if fatal is not None:
-        raise fatal
+    frozen = _tell(study, trial, outcome)
+    if outcome.fatal is not None:
+        raise MetricNotLogged(**outcome.fatal)
     return frozen
 
 
-def run_trial_by_number(storage_url: str, study_name: str, trial_number: int, tracking_uri: str) -> float:
-    """Re-attach to a RUNNING trial through the storage and train it here (for a trial run as its own
-    process group: rank 0 reports and prunes through the storage). Values already sampled for the trial
-    are reused; Optuna returns the stored value for a parameter the trial already has."""
-    import optuna
+def _tell(study, trial, outcome: TrialOutcome):
+    from optuna.trial import TrialState
 
-    from trainlab.studies.loading import context_for, load_existing_study
+    if outcome.state == "complete":
+        return study.tell(trial, outcome.value)
+    if outcome.state == "pruned":
+        return study.tell(trial, state=TrialState.PRUNED)
+    return _fail(study, trial, outcome.reason or "failed")
 
-    study, storage = load_existing_study(storage_url, study_name)
-    # Optuna has no public "trial by number" for a running trial; its integrations re-attach the same way.
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
-    trial = optuna.trial.Trial(study, trial_id)
-    return run_trial(trial, context_for(study, tracking_uri))
+
+def _fatal(exc: MetricNotLogged) -> dict[str, Any]:
+    return {"key": exc.key, "value": exc.value, "expected": exc.expected}
 
 
 def _fail(study, trial, reason: str):

@@ -2,8 +2,9 @@
 
 ``trainlab study --jobs N`` runs one in its own process and starts N - 1 more as worker processes
 (``python -m trainlab.studies.worker``), all on one storage. Nothing here calls ``study.optimize``;
-trials are asked and told one by one. (A trial that needs several processes, DDP, must get its own
-process group, launched per trial: Lightning's DDP launcher re-executes the command that started it.)
+trials are asked and told one by one. A trial that needs several processes (DDP) runs as its own process
+group, launched per trial (:mod:`trainlab.studies.trial_process`): Lightning's DDP launcher re-executes
+the command that started it, and a re-executed worker would be one worker too many.
 
 Budget: ``n_trials`` counts COMPLETE and PRUNED trials; FAILED ones do not count, so a failure is
 replaced. A worker asks for a new trial only while counted + running trials are below ``n_trials``
@@ -41,6 +42,7 @@ class WorkerSettings:
     timeout: float | None = None
     deadline: float | None = None  # epoch seconds after which no trial is started
     jobs: int = 1
+    devices_per_trial: int | None = None  # --devices-per-trial: trainer.devices of every trial
 
 
 def run_worker(settings: WorkerSettings) -> None:
@@ -54,7 +56,7 @@ def run_worker(settings: WorkerSettings) -> None:
 
     quiet_for_studies()
     study, storage = load_existing_study(settings.storage_url, settings.study_name)
-    context = context_for(study, settings.tracking_uri, settings.n_trials, settings.timeout)
+    context = context_for(study, settings.tracking_uri, settings.n_trials, settings.timeout, settings.storage_url, settings.devices_per_trial)
     spec = context.spec
     study.pruner = build_pruner(spec.pruner, spec.max_epochs)
     lock = ClaimLock(settings.storage_url, settings.study_name)
@@ -99,27 +101,19 @@ def _next_trial(study, spec, n_trials: int | None):
     return study.ask(), None
 
 
-def run_workers(settings: WorkerSettings, jobs: int) -> list[int]:
-    """Run ``jobs`` workers: this process is one of them, ``jobs - 1`` more start as worker processes.
+def run_workers(settings: WorkerSettings, jobs: int, gpu_slots: list[str] | None = None) -> list[int]:
+    """Run ``jobs`` workers sharing the study; returns the started worker processes' exit codes.
 
-    Their output is relayed line by line; returns the started processes' exit codes. With several jobs
-    each worker gets ``cores // jobs`` torch threads, so that N workers do not oversubscribe the CPU (on
-    a small model, threads fighting over cores cost far more than they bring). This process works too
-    rather than waiting: it already paid for its imports and config parser, a fresh worker pays ~15 s.
+    Without ``gpu_slots`` this process is one of the workers and ``jobs - 1`` more start as worker
+    processes: it already paid for its imports and config parser, a fresh worker pays ~15 s. With
+    ``gpu_slots`` (``CUDA_VISIBLE_DEVICES`` per worker, see :func:`~trainlab.studies.devices.device_slots`)
+    every worker is a fresh process, because a process sees the GPUs it was started with.
+    Each worker gets ``cores // jobs`` torch threads, so that N workers do not oversubscribe the CPU (on a
+    small model, threads fighting over cores cost far more than they bring). Output is relayed line by line.
     """
     threads = max(1, _usable_cores() // jobs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    payload = json.dumps(asdict(settings))
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "trainlab.studies.worker", "--settings", payload, "--threads", str(threads)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(jobs - 1)
-    ]
+    started = jobs if gpu_slots else jobs - 1
+    processes = [_start_worker(settings, threads, gpu_slots[index] if gpu_slots else None) for index in range(started)]
     relays = [threading.Thread(target=_relay, args=(stream, target), daemon=True) for p in processes for stream, target in ((p.stdout, sys.stdout), (p.stderr, sys.stderr))]
     for relay in relays:
         relay.start()
@@ -127,9 +121,10 @@ def run_workers(settings: WorkerSettings, jobs: int) -> list[int]:
 
     own_threads = torch.get_num_threads()
     try:
-        if processes:
-            torch.set_num_threads(threads)
-        run_worker(settings)
+        if not gpu_slots:
+            if processes:
+                torch.set_num_threads(threads)
+            run_worker(settings)
         return [process.wait() for process in processes]
     except BaseException:
         # Ctrl-C reached the workers too (same process group); a SIGTERM or an error reached only us.
@@ -143,6 +138,19 @@ def run_workers(settings: WorkerSettings, jobs: int) -> list[int]:
         torch.set_num_threads(own_threads)
         for relay in relays:
             relay.join(timeout=5)
+
+
+def _start_worker(settings: WorkerSettings, threads: int, gpus: str | None) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainlab.studies.worker", "--settings", json.dumps(asdict(settings)), "--threads", str(threads)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def quiet_for_studies() -> None:
@@ -200,17 +208,17 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the parent dies (even by kill -9), so no orphan keeps training."""
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Linux: get ``signum`` when the parent dies (even by kill -9), so no orphan keeps training."""
     parent = os.getppid()
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
-    _die_with_parent()
+    die_with_parent()
     if args.threads:
         import torch
 

@@ -1,0 +1,129 @@
+"""How a study's trials map onto devices: processes per trial, device slots per worker, thread budgets.
+
+``trainlab study … --jobs N --devices-per-trial K`` runs N workers; worker ``i`` sees only its own K GPUs
+(``CUDA_VISIBLE_DEVICES``), so 8 GPUs run 8 one-GPU trials or 2 four-GPU trials side by side. Each trial
+then trains on ``trainer.devices=K``; with K > 1 it is a DDP trial, run as its own process group (see
+:mod:`trainlab.studies.trial_process`). On a CPU machine K processes per trial share the worker's cores.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+from trainlab.config.experiment import set_dotted
+from trainlab.errors import ConfigError
+
+# Strategies whose extra ranks are forked or spawned from the launching process: they would carry the
+# worker's Optuna trial into children that cannot report through it. ``ddp`` re-executes a command instead,
+# which is what a trial's own process group is built on.
+_FORKING_STRATEGY_WORDS = ("spawn", "fork", "notebook")
+# Set by torchrun, SLURM or a Lightning launcher: a trial's process group must not inherit them, or its
+# rank 0 would believe it is some other rank of some other group.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def with_devices_per_trial(run: dict[str, Any], devices_per_trial: int | None) -> dict[str, Any]:
+    """The run config a trial trains with under ``--devices-per-trial K``: ``trainer.devices=K``, and DDP
+    for K > 1 unless the config already names a strategy."""
+    if not devices_per_trial:
+        return run
+    run = copy.deepcopy(run)
+    set_dotted(run, "trainer.devices", devices_per_trial)
+    strategy = (run.get("trainer") or {}).get("strategy")
+    if devices_per_trial > 1 and strategy in (None, "auto"):
+        set_dotted(run, "trainer.strategy", "ddp")
+    return run
+
+
+def processes_per_trial(trainer: dict[str, Any]) -> int:
+    """How many processes Lightning will run for a trial with this (resolved) ``trainer`` section."""
+    strategy = _strategy_name(trainer.get("strategy"))
+    if strategy in ("single_device", "dp"):
+        return 1
+    return _device_count(trainer.get("devices", "auto"), trainer.get("accelerator", "auto")) * int(trainer.get("num_nodes") or 1)
+
+
+def check_trial_launchable(trainer: dict[str, Any]) -> None:
+    """Refuse, before a study starts, trial settings that a trial's own process group cannot run."""
+    nodes = trainer.get("num_nodes") or 1
+    if nodes > 1:
+        raise ConfigError(
+            "trainer.num_nodes", nodes, "1 in a study: a trial's process group runs on one machine",
+            hint="to use several machines, start one `trainlab study` worker per machine on a shared --storage",
+        )
+    strategy = _strategy_name(trainer.get("strategy"))
+    if processes_per_trial(trainer) > 1 and any(word in strategy for word in _FORKING_STRATEGY_WORDS):
+        raise ConfigError(
+            "trainer.strategy", strategy, "ddp for a multi-device trial",
+            hint="spawned ranks cannot report to the Optuna trial; trainlab launches a ddp trial as its own process group",
+        )
+
+
+def device_slots(jobs: int, devices_per_trial: int | None, visible: list[str]) -> list[str] | None:
+    """``CUDA_VISIBLE_DEVICES`` for each of ``jobs`` workers, or None when there is nothing to pin.
+
+    With ``devices_per_trial`` every worker gets that many GPUs of its own (an error when they are not
+    there). Without it, several workers on a GPU machine get one GPU each, round robin when there are
+    more workers than GPUs (small models share a GPU well).
+
+    Example::
+
+        device_slots(2, 4, ["0", "1", "2", "3", "4", "5", "6", "7"])  # -> ["0,1,2,3", "4,5,6,7"]
+    """
+    if not visible:
+        return None
+    if devices_per_trial:
+        needed = jobs * devices_per_trial
+        if needed > len(visible):
+            raise ConfigError(
+                "--devices-per-trial", devices_per_trial,
+                f"at most {len(visible) // jobs or 1} with --jobs {jobs}: {jobs} x {devices_per_trial} needs {needed} GPUs, this machine shows {len(visible)}",
+            )
+        return [",".join(visible[i * devices_per_trial : (i + 1) * devices_per_trial]) for i in range(jobs)]
+    if jobs == 1:
+        return None
+    return [visible[i % len(visible)] for i in range(jobs)]
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (the variable is honoured)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        return [entry.strip() for entry in listed.split(",") if entry.strip()][: torch.cuda.device_count()]
+    return [str(index) for index in range(torch.cuda.device_count())]
+
+
+def _strategy_name(strategy: Any) -> str:
+    if isinstance(strategy, dict):  # class_path form
+        return str(strategy.get("class_path", "")).rsplit(".", 1)[-1].lower()
+    return str(strategy or "auto").lower()
+
+
+def _device_count(devices: Any, accelerator: Any) -> int:
+    """Lightning's meaning of ``trainer.devices``: a count, a list of indices, "0,1", -1 or "auto" (all)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            return len([part for part in text.split(",") if part.strip()])
+        devices = -1 if text in ("auto", "-1") else int(text) if text.isdigit() else 1
+    if devices == -1:
+        return _all_devices(str(accelerator or "auto").lower())
+    return max(1, int(devices))
+
+
+def _all_devices(accelerator: str) -> int:
+    """What devices "auto"/-1 stand for: every GPU on a GPU (or auto) accelerator, one CPU process otherwise."""
+    if accelerator in ("gpu", "cuda", "auto"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    return 1

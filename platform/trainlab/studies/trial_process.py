@@ -1,0 +1,169 @@
+"""A trial that needs several processes (DDP), run as its own process group.
+
+Lightning's ``ddp`` strategy starts the extra ranks by re-executing the command that started rank 0. A
+study worker must never be re-executed (it would become one more worker), so the worker launches this
+module for the one trial, and Lightning re-executes *this* module for ranks 1..N-1::
+
+    worker ── python -m trainlab.studies.trial_process --launch trial.json        rank 0
+                 └─ Lightning ── the same command, LOCAL_RANK=1..N-1              ranks > 0
+
+Rank 0 re-attaches to the RUNNING Optuna trial through the study storage, reports every epoch and is
+pruned through it, owns the MLflow run, and writes how the trial ended to an outcome file. The worker,
+which keeps the trial's heartbeat, waits and tells Optuna. Ranks > 0 never touch the storage: they train
+with the values the worker already sampled, read from the launch file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OUTPUT_TAIL_LINES = 5
+
+
+def run_in_process_group(trial, context, ranks: int):
+    """Worker side: launch ``trial`` as a process group of ``ranks`` processes, wait, return its outcome.
+
+    The group's output goes to a log; its last lines become the failure reason if the group dies before
+    reporting. Interrupting the worker (Ctrl-C, SIGTERM) stops the group first.
+    """
+    import torch
+
+    from trainlab.studies.devices import RANK_VARIABLES
+    from trainlab.studies.loading import experiment_document
+    from trainlab.studies.trial import TrialOutcome
+
+    if context.storage_url is None:
+        raise ValueError("a multi-process trial needs the study's storage URL in its TrialContext")
+    threads = max(1, torch.get_num_threads() // ranks)  # the worker's share of the cores, split over ranks
+    with tempfile.TemporaryDirectory(prefix=f"trainlab-trial-{trial.number}-") as folder:
+        launch_path, outcome_path, log_path = (Path(folder) / name for name in ("launch.json", "outcome.json", "output.log"))
+        launch = {
+            "storage_url": context.storage_url,
+            "study_name": context.spec.name,
+            "trial_number": trial.number,
+            "params": trial.params,
+            "experiment": yaml.safe_dump(experiment_document(context.experiment), sort_keys=False),
+            "n_trials": context.spec.n_trials,
+            "timeout": context.spec.timeout,
+            "tracking_uri": context.tracking_uri,
+            "parent_run_id": context.parent_run_id,
+            "devices_per_trial": context.devices_per_trial,
+            "outcome_path": str(outcome_path),
+            "threads": threads,
+        }
+        launch_path.write_text(json.dumps(launch))
+        env = {key: value for key, value in os.environ.items() if key not in RANK_VARIABLES}
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        command = [sys.executable, "-m", "trainlab.studies.trial_process", "--launch", str(launch_path)]
+        with log_path.open("w") as log:
+            # Its own session: a Ctrl-C in the terminal reaches the worker alone, which stops the group in order.
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            try:
+                code = process.wait()
+            except BaseException:
+                _stop(process)
+                raise
+        if outcome_path.exists():
+            return TrialOutcome(**json.loads(outcome_path.read_text()))
+        tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-OUTPUT_TAIL_LINES:])
+        return TrialOutcome("fail", reason=f"the trial's {ranks}-process group exited with code {code} before reporting: {tail or 'no output'}")
+
+
+def run_launched_trial(launch: dict[str, Any]) -> None:
+    """Process side, on every rank: rebuild the trial's context and train; rank 0 reports the outcome."""
+    from trainlab.studies.trial import attempt_trial
+
+    context = _context(launch)
+    if not _is_rank_zero():
+        import optuna
+
+        # The values are fixed; this rank's result is rank 0's to report.
+        attempt_trial(optuna.trial.FixedTrial(launch["params"], number=launch["trial_number"]), context)
+        return
+    trial = _attach(launch, context)
+    outcome = attempt_trial(trial, context)
+    partial = Path(launch["outcome_path"] + ".partial")
+    partial.write_text(json.dumps(outcome.to_json()))
+    os.replace(partial, launch["outcome_path"])  # the worker reads a whole outcome or none
+
+
+def _context(launch: dict[str, Any]):
+    from trainlab.studies.loading import split_experiment
+    from trainlab.studies.spec import load_study_spec
+    from trainlab.studies.trial import TrialContext
+
+    experiment = split_experiment(yaml.safe_load(launch["experiment"]))
+    spec = load_study_spec(experiment, n_trials=launch["n_trials"], timeout=launch["timeout"], name=launch["study_name"], check_run=False)
+    return TrialContext(experiment, spec, launch["tracking_uri"], launch["parent_run_id"], launch["storage_url"], launch["devices_per_trial"])
+
+
+def _attach(launch: dict[str, Any], context):
+    """The RUNNING trial, re-opened through the storage, with the study's own pruner deciding."""
+    import optuna
+
+    from trainlab.studies.loading import load_existing_study
+    from trainlab.studies.pruners import build_pruner
+
+    study, storage = load_existing_study(launch["storage_url"], launch["study_name"])
+    study.pruner = build_pruner(context.spec.pruner, context.spec.max_epochs)
+    # Optuna has no public "trial by number" for a running trial; its integrations re-attach the same way.
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, launch["trial_number"])
+    return optuna.trial.Trial(study, trial_id)
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0"  # Lightning sets it for the ranks it re-executes
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the group in order: SIGINT to rank 0, which ends its run KILLED and kills the other ranks
+    (see ``main``); whatever is left after a minute is killed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trainlab.studies.worker import die_with_parent, quiet_for_studies
+
+    parser = argparse.ArgumentParser(prog="python -m trainlab.studies.trial_process", description=__doc__)
+    parser.add_argument("--launch", required=True, help="the launch file the study worker wrote")
+    args = parser.parse_args(argv)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when the worker was started with SIGINT ignored
+    # SIGINT, not SIGTERM, stops a DDP group in order: Lightning answers SIGINT by ending rank 0 and
+    # killing the other ranks, while its SIGTERM handler broadcasts to ranks that may sit in a barrier
+    # (a hang until the gloo timeout). Ranks > 0 own nothing and simply die with rank 0.
+    die_with_parent(signal.SIGINT if _is_rank_zero() else signal.SIGKILL)
+    launch = json.loads(Path(args.launch).read_text())
+    import torch
+
+    torch.set_num_threads(launch["threads"])
+    quiet_for_studies()
+    try:
+        run_launched_trial(launch)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
