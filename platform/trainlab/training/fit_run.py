@@ -103,6 +103,10 @@ def fit_run(
             record.set_tags(end_tags)
             record.end(status, reason)
         result = RunResult(record.run_id if record else None, status, {}, dict(logger.history) if logger else {}, reason)
+        if isinstance(exc, SystemExit) and getattr(trainer, "interrupted", False):
+            # Lightning answers Ctrl-C/SIGTERM inside fit with sys.exit(1); callers (a study worker that
+            # must fail its trial, the CLI's exit 130) need to see the interrupt it was.
+            raise KeyboardInterrupt(reason) from exc
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) or type(exc).__name__ == "TrialPruned":
             raise
         raise RunEnded(result) from exc
