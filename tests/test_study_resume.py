@@ -116,3 +116,50 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli
     finished = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial" and r.info.status == "FINISHED"]
     assert sorted(int(r.data.tags["trainlab.trial"]) for r in finished) == [0, 2, 3]
     assert {r.info.run_id for r in finished} == {t.user_attrs["mlflow_run_id"] for t in trials if t.state.name == "COMPLETE"}
+
+
+@pytest.mark.integration
+def test_an_invocation_that_ends_early_leaves_the_parent_running_for_the_others(workdir, cli, tracking_uri):
+    """Two invocations share a study (two terminals, or two machines): the one whose time budget runs out
+    first must not mark the shared parent run FINISHED while the other still trains a trial."""
+    document = {
+        "seed_everything": 7,
+        "model": {"class_path": "MLPClassifier", "init_args": {"hidden_sizes": [64]}},
+        "data": {"class_path": "Digits", "init_args": {"batch_size": 64}},
+        "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.005}},
+        "trainer": {"max_epochs": 1000, "enable_progress_bar": False},  # outlasts the other invocation
+        "tracking": {"experiment": "shared-test"},
+        "study": {"name": "shared", "metric": "val/acc", "direction": "maximize", "n_trials": 1, "sampler": {"type": "random", "seed": 0}, "pruner": "none"},
+        "search_space": {"model.init_args.dropout": {"low": 0.0, "high": 0.3}},
+    }
+    path = workdir / "study.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    log = (workdir / "long.log").open("w")
+    long = subprocess.Popen([sys.executable, "-m", "trainlab", "study", str(path)], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "trial"]:
+            assert long.poll() is None, (workdir / "long.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the long invocation never started its trial"
+            time.sleep(0.5)
+
+        short = cli("study", path, "--timeout", "1s")
+        assert "1 trial(s) still run on other workers; the parent run stays RUNNING" in short.err, short
+        (parent,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "study"]
+        assert parent.info.status == "RUNNING"
+
+        long.send_signal(signal.SIGTERM)  # the last invocation ends the parent, with its own status
+        long.wait(timeout=120)
+    finally:
+        if long.poll() is None:
+            long.kill()
+        log.close()
+    (parent,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "study"]
+    assert parent.info.status == "KILLED", (workdir / "long.log").read_text()[-3000:]
+    import optuna
+
+    from trainlab.studies.storage import open_storage
+
+    (trial,) = optuna.load_study(study_name="shared", storage=open_storage(str(workdir / "optuna_journal.log"))).trials
+    assert trial.state.name == "FAIL" and "interrupted" in trial.user_attrs["trainlab.fail_reason"], "SIGTERM mid-fit fails the trial"
+    assert not [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]

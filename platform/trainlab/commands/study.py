@@ -102,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
         # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
         reap_dead_trials(study, storage, uri)
         summary = write_study_report(study, spec, uri, parent_run_id)
-        end_parent_run(uri, parent_run_id, status, reason)
+        elsewhere = _trials_running_elsewhere(study)
+        if elsewhere:
+            # Workers on other machines share this parent run: the last one to finish ends it.
+            print(f"study {spec.name}: {elsewhere} trial(s) still run on other workers; the parent run stays RUNNING until they end", file=sys.stderr)
+        else:
+            end_parent_run(uri, parent_run_id, status, reason)
     print(
         f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
         f" ({summary.epochs} epochs trained)"
@@ -120,3 +125,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(storage_url)}")
     return code
 
+
+def _trials_running_elsewhere(study) -> int:
+    """RUNNING trials once this invocation's workers are gone and dead workers' trials are reaped: they
+    belong to live workers of other invocations (other machines, other terminals)."""
+    from optuna.trial import TrialState
+
+    from trainlab.studies.stale import WORKER_ATTR, worker_identity
+
+    me = worker_identity()
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return sum((t.user_attrs.get(WORKER_ATTR) or {}).get("pid") != me["pid"] or (t.user_attrs.get(WORKER_ATTR) or {}).get("host") != me["host"] for t in running)
