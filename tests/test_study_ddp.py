@@ -82,6 +82,15 @@ def test_two_process_trials_make_one_study_one_parent_and_one_child_run_each(wor
     assert environment["distributed"]["world_size"] == 2
     assert [a.path for a in mlflow_client.list_artifacts(complete)].count("config.yaml") == 1
 
+    # `trainlab confirm` loops over seeds in one process: each DDP re-run gets a process group of its own.
+    confirmed = cli("confirm", "ddp", "--top-k", "1", "--seeds", "2")
+    assert confirmed.code == 0, confirmed
+    reruns = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "confirmation"]
+    assert sorted(r.data.tags["trainlab.seed"] for r in reruns) == ["1", "2"]
+    for rerun in reruns:
+        assert rerun.info.status == "FINISHED" and rerun.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert rerun.data.params["trainer.devices"] == "2" and rerun.data.tags["trainlab.confirms"] == complete
+
 
 def test_a_trial_config_asking_for_ddp_runs_as_a_process_group_too(workdir, cli, tracking_uri):
     path = _study_file(

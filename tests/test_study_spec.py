@@ -193,7 +193,8 @@ def test_trials_a_process_group_cannot_run_are_refused_before_anything_exists(wo
 
 
 def test_processes_per_trial_follows_lightnings_meaning_of_devices():
-    from trainlab.studies.devices import processes_per_trial, with_devices_per_trial
+    from trainlab.studies.devices import with_devices_per_trial
+    from trainlab.training.processes import processes_for as processes_per_trial
 
     assert processes_per_trial({"devices": "auto", "accelerator": "cpu"}) == 1
     assert processes_per_trial({"devices": 2, "strategy": "ddp", "accelerator": "cpu"}) == 2

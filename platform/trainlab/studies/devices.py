@@ -14,14 +14,12 @@ from typing import Any
 
 from trainlab.config.experiment import set_dotted
 from trainlab.errors import ConfigError
+from trainlab.training.processes import processes_for, strategy_name
 
 # Strategies whose extra ranks are forked or spawned from the launching process: they would carry the
 # worker's Optuna trial into children that cannot report through it. ``ddp`` re-executes a command instead,
 # which is what a trial's own process group is built on.
 _FORKING_STRATEGY_WORDS = ("spawn", "fork", "notebook")
-# Set by torchrun, SLURM or a Lightning launcher: a trial's process group must not inherit them, or its
-# rank 0 would believe it is some other rank of some other group.
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 def with_devices_per_trial(run: dict[str, Any], devices_per_trial: int | None) -> dict[str, Any]:
@@ -37,14 +35,6 @@ def with_devices_per_trial(run: dict[str, Any], devices_per_trial: int | None) -
     return run
 
 
-def processes_per_trial(trainer: dict[str, Any]) -> int:
-    """How many processes Lightning will run for a trial with this (resolved) ``trainer`` section."""
-    strategy = _strategy_name(trainer.get("strategy"))
-    if strategy in ("single_device", "dp"):
-        return 1
-    return _device_count(trainer.get("devices", "auto"), trainer.get("accelerator", "auto")) * int(trainer.get("num_nodes") or 1)
-
-
 def check_trial_launchable(trainer: dict[str, Any]) -> None:
     """Refuse, before a study starts, trial settings that a trial's own process group cannot run."""
     nodes = trainer.get("num_nodes") or 1
@@ -53,8 +43,8 @@ def check_trial_launchable(trainer: dict[str, Any]) -> None:
             "trainer.num_nodes", nodes, "1 in a study: a trial's process group runs on one machine",
             hint="to use several machines, start one `trainlab study` worker per machine on a shared --storage",
         )
-    strategy = _strategy_name(trainer.get("strategy"))
-    if processes_per_trial(trainer) > 1 and any(word in strategy for word in _FORKING_STRATEGY_WORDS):
+    strategy = strategy_name(trainer.get("strategy"))
+    if processes_for(trainer) > 1 and any(word in strategy for word in _FORKING_STRATEGY_WORDS):
         raise ConfigError(
             "trainer.strategy", strategy, "ddp for a multi-device trial",
             hint="spawned ranks cannot report to the Optuna trial; trainlab launches a ddp trial as its own process group",
@@ -97,33 +87,3 @@ def visible_gpus() -> list[str]:
     if listed:
         return [entry.strip() for entry in listed.split(",") if entry.strip()][: torch.cuda.device_count()]
     return [str(index) for index in range(torch.cuda.device_count())]
-
-
-def _strategy_name(strategy: Any) -> str:
-    if isinstance(strategy, dict):  # class_path form
-        return str(strategy.get("class_path", "")).rsplit(".", 1)[-1].lower()
-    return str(strategy or "auto").lower()
-
-
-def _device_count(devices: Any, accelerator: Any) -> int:
-    """Lightning's meaning of ``trainer.devices``: a count, a list of indices, "0,1", -1 or "auto" (all)."""
-    if isinstance(devices, (list, tuple)):
-        return len(devices)
-    if isinstance(devices, str):
-        text = devices.strip()
-        if "," in text:
-            return len([part for part in text.split(",") if part.strip()])
-        devices = -1 if text in ("auto", "-1") else int(text) if text.isdigit() else 1
-    if devices == -1:
-        return _all_devices(str(accelerator or "auto").lower())
-    return max(1, int(devices))
-
-
-def _all_devices(accelerator: str) -> int:
-    """What devices "auto"/-1 stand for: every GPU on a GPU (or auto) accelerator, one CPU process otherwise."""
-    if accelerator in ("gpu", "cuda", "auto"):
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.device_count()
-    return 1

@@ -245,7 +245,7 @@ def _check_no_overlap(params: list[Param], prefix: str) -> None:
             for path in sorted(branch.paths() & shared):
                 raise ConfigError(
                     f"{prefix}.{param.path}.choices.{choice}.{path}",
-                    expected=f"a key not also searched for all trials (remove it there or here)",
+                    expected="a key not also searched for all trials (remove it there or here)",
                 )
 
 

@@ -176,7 +176,7 @@ def execute_trial(study, trial, context: TrialContext):
     a :class:`MetricNotLogged` error does (no trial could ever be judged), after its trial is failed.
     Ctrl-C fails the trial and propagates. Returns the FrozenTrial.
     """
-    from trainlab.studies.devices import processes_per_trial
+    from trainlab.training.processes import processes_for
     from trainlab.studies.trial_process import run_in_process_group
 
     try:
@@ -186,7 +186,7 @@ def execute_trial(study, trial, context: TrialContext):
             except ConfigError as exc:
                 outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
             else:
-                ranks = processes_per_trial(config.document["trainer"])
+                ranks = processes_for(config.document["trainer"])
                 outcome = run_in_process_group(trial, context, ranks) if ranks > 1 else attempt_trial(trial, context, config)
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C or SIGTERM)")

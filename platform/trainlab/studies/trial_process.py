@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,9 @@ def run_in_process_group(trial, context, ranks: int):
     """
     import torch
 
-    from trainlab.studies.devices import RANK_VARIABLES
     from trainlab.studies.loading import experiment_document
     from trainlab.studies.trial import TrialOutcome
+    from trainlab.training.processes import group_environment, stop_group
 
     if context.storage_url is None:
         raise ValueError("a multi-process trial needs the study's storage URL in its TrialContext")
@@ -62,8 +61,7 @@ def run_in_process_group(trial, context, ranks: int):
             "threads": threads,
         }
         launch_path.write_text(json.dumps(launch))
-        env = {key: value for key, value in os.environ.items() if key not in RANK_VARIABLES}
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        env = group_environment(threads)
         command = [sys.executable, "-m", "trainlab.studies.trial_process", "--launch", str(launch_path)]
         with log_path.open("w") as log:
             # Its own session: a Ctrl-C in the terminal reaches the worker alone, which stops the group in order.
@@ -71,7 +69,7 @@ def run_in_process_group(trial, context, ranks: int):
             try:
                 code = process.wait()
             except BaseException:
-                _stop(process)
+                stop_group(process)
                 raise
         if outcome_path.exists():
             return TrialOutcome(**json.loads(outcome_path.read_text()))
@@ -82,9 +80,10 @@ def run_in_process_group(trial, context, ranks: int):
 def run_launched_trial(launch: dict[str, Any]) -> None:
     """Process side, on every rank: rebuild the trial's context and train; rank 0 reports the outcome."""
     from trainlab.studies.trial import attempt_trial
+    from trainlab.training.processes import is_rank_zero
 
     context = _context(launch)
-    if not _is_rank_zero():
+    if not is_rank_zero():
         import optuna
 
         # The values are fixed; this rank's result is rank 0's to report.
@@ -121,38 +120,14 @@ def _attach(launch: dict[str, Any], context):
     return optuna.trial.Trial(study, trial_id)
 
 
-def _is_rank_zero() -> bool:
-    return os.environ.get("LOCAL_RANK", "0") == "0"  # Lightning sets it for the ranks it re-executes
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the group in order: SIGINT to rank 0, which ends its run KILLED and kills the other ranks
-    (see ``main``); whatever is left after a minute is killed."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
-    from trainlab.studies.worker import die_with_parent, quiet_for_studies
+    from trainlab.studies.worker import quiet_for_studies
+    from trainlab.training.processes import follow_the_group
 
     parser = argparse.ArgumentParser(prog="python -m trainlab.studies.trial_process", description=__doc__)
     parser.add_argument("--launch", required=True, help="the launch file the study worker wrote")
     args = parser.parse_args(argv)
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when the worker was started with SIGINT ignored
-    # SIGINT, not SIGTERM, stops a DDP group in order: Lightning answers SIGINT by ending rank 0 and
-    # killing the other ranks, while its SIGTERM handler broadcasts to ranks that may sit in a barrier
-    # (a hang until the gloo timeout). Ranks > 0 own nothing and simply die with rank 0.
-    die_with_parent(signal.SIGINT if _is_rank_zero() else signal.SIGKILL)
+    follow_the_group()
     launch = json.loads(Path(args.launch).read_text())
     import torch
 

@@ -208,19 +208,6 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """Linux: get ``signum`` when the parent dies (even by kill -9), so no orphan keeps training."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainlab.studies.worker", description=__doc__)
     parser.add_argument("--settings", required=True, help="WorkerSettings as JSON")
@@ -231,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
+    from trainlab.training.processes import die_with_parent
+
     die_with_parent()
     if args.threads:
         import torch

@@ -1,0 +1,109 @@
+"""How many processes Lightning runs for a ``trainer`` section, and how to stop such a group in order.
+
+Lightning's ``ddp`` strategy re-executes the launching command for every extra rank. Commands that must
+not be re-executed (a study worker, ``trainlab confirm`` with its loop over seeds) ask
+:func:`processes_for` first and, when it is more than one, launch the training as a process group of its
+own (:mod:`trainlab.training.process_group`, :mod:`trainlab.studies.trial_process`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+# Set by torchrun, SLURM or a Lightning launcher: a new process group must not inherit them, or its
+# rank 0 would believe it is some other rank of some other group.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def processes_for(trainer: dict[str, Any]) -> int:
+    """How many processes Lightning will run for this (resolved) ``trainer`` section."""
+    if strategy_name(trainer.get("strategy")) in ("single_device", "dp"):
+        return 1
+    return _device_count(trainer.get("devices", "auto"), trainer.get("accelerator", "auto")) * int(trainer.get("num_nodes") or 1)
+
+
+def strategy_name(strategy: Any) -> str:
+    if isinstance(strategy, dict):  # class_path form
+        return str(strategy.get("class_path", "")).rsplit(".", 1)[-1].lower()
+    return str(strategy or "auto").lower()
+
+
+def group_environment(threads: int) -> dict[str, str]:
+    """The environment of a new process group: no inherited rank variables, ``threads`` per rank."""
+    env = {key: value for key, value in os.environ.items() if key not in RANK_VARIABLES}
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    return env
+
+
+def is_rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0"  # Lightning sets it for the ranks it re-executes
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a group started with ``start_new_session=True`` in order: SIGINT to rank 0, which ends its run
+    KILLED and kills the other ranks; whatever is left after a minute is killed.
+
+    Not SIGTERM: Lightning's SIGTERM handler broadcasts to ranks that may sit in a barrier, a hang until
+    the gloo timeout.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def follow_the_group() -> None:
+    """In every rank of a launched group: stop on the launcher's interrupt, die with the process above.
+
+    Rank 0 gets SIGINT when its launcher dies (even by kill -9) and ends its run KILLED; Lightning then
+    kills the other ranks, which own nothing and get SIGKILL should rank 0 vanish first.
+    """
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when the launcher was started with SIGINT ignored
+    die_with_parent(signal.SIGINT if is_rank_zero() else signal.SIGKILL)
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Linux: get ``signum`` when the parent dies (even by kill -9), so no orphan keeps training."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signum)
+
+
+def _device_count(devices: Any, accelerator: Any) -> int:
+    """Lightning's meaning of ``trainer.devices``: a count, a list of indices, "0,1", -1 or "auto" (all)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            return len([part for part in text.split(",") if part.strip()])
+        devices = -1 if text in ("auto", "-1") else int(text) if text.isdigit() else 1
+    if devices == -1:
+        return _all_devices(str(accelerator or "auto").lower())
+    return max(1, int(devices))
+
+
+def _all_devices(accelerator: str) -> int:
+    """What devices "auto"/-1 stand for: every GPU on a GPU (or auto) accelerator, one CPU process otherwise."""
+    if accelerator in ("gpu", "cuda", "auto"):
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    return 1
