@@ -81,6 +81,9 @@ def test_two_process_trials_make_one_study_one_parent_and_one_child_run_each(wor
     environment = yaml.safe_load(open(mlflow_client.download_artifacts(complete, "environment.json", str(workdir))))
     assert environment["distributed"]["world_size"] == 2
     assert [a.path for a in mlflow_client.list_artifacts(complete)].count("config.yaml") == 1
+    failed = by_lr[1e6].user_attrs["mlflow_run_id"]
+    log = open(mlflow_client.download_artifacts(failed, "logs/trial_process.log", str(workdir))).read()
+    assert "NonFiniteError" in log or "non-finite" in log, "the group's output is kept on the trial's run"
 
     # `trainlab confirm` loops over seeds in one process: each DDP re-run gets a process group of its own.
     confirmed = cli("confirm", "ddp", "--top-k", "1", "--seeds", "2")

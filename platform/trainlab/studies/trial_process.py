@@ -45,7 +45,7 @@ def run_in_process_group(trial, context, ranks: int):
         raise ValueError("a multi-process trial needs the study's storage URL in its TrialContext")
     threads = max(1, torch.get_num_threads() // ranks)  # the worker's share of the cores, split over ranks
     with tempfile.TemporaryDirectory(prefix=f"trainlab-trial-{trial.number}-") as folder:
-        launch_path, outcome_path, log_path = (Path(folder) / name for name in ("launch.json", "outcome.json", "output.log"))
+        launch_path, outcome_path, log_path = (Path(folder) / name for name in ("launch.json", "outcome.json", "trial_process.log"))
         launch = {
             "storage_url": context.storage_url,
             "study_name": context.spec.name,
@@ -71,10 +71,27 @@ def run_in_process_group(trial, context, ranks: int):
             except BaseException:
                 stop_group(process)
                 raise
+        _keep_output(context.tracking_uri, trial, log_path)
         if outcome_path.exists():
             return TrialOutcome(**json.loads(outcome_path.read_text()))
         tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-OUTPUT_TAIL_LINES:])
         return TrialOutcome("fail", reason=f"the trial's {ranks}-process group exited with code {code} before reporting: {tail or 'no output'}")
+
+
+def _keep_output(tracking_uri: str, trial, log_path: Path) -> None:
+    """The group's output (every rank's warnings and tracebacks) goes to the trial's run as
+    ``logs/trial_process.log``: it is where a user looks when a multi-process trial misbehaves."""
+    from trainlab.studies.trial import MLFLOW_RUN_ATTR
+    from trainlab.tracking.store import tracking_client
+
+    # Set by rank 0 through the storage; this Trial object's own user_attrs are a cache from before.
+    run_id = trial.storage.get_trial_user_attrs(trial._trial_id).get(MLFLOW_RUN_ATTR)
+    if run_id is None or log_path.stat().st_size == 0:
+        return
+    try:
+        tracking_client(tracking_uri).log_artifact(run_id, str(log_path), "logs")
+    except Exception as exc:  # the outcome matters more than its log
+        print(f"trainlab: trial {trial.number}: could not keep the process group's output ({exc})", file=sys.stderr)
 
 
 def run_launched_trial(launch: dict[str, Any]) -> None:
@@ -91,6 +108,7 @@ def run_launched_trial(launch: dict[str, Any]) -> None:
         return
     trial = _attach(launch, context)
     outcome = attempt_trial(trial, context)
+    print(f"trial {trial.number}: {outcome.state} {outcome.value if outcome.value is not None else outcome.reason or ''}".rstrip(), flush=True)
     partial = Path(launch["outcome_path"] + ".partial")
     partial.write_text(json.dumps(outcome.to_json()))
     os.replace(partial, launch["outcome_path"])  # the worker reads a whole outcome or none
