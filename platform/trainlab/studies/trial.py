@@ -183,11 +183,12 @@ def execute_trial(study, trial, context: TrialContext):
         with heartbeat(trial):
             try:
                 config = trial_config(trial, context)
-            except ConfigError as exc:
-                outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
-            else:
                 ranks = processes_for(config.document["trainer"])
                 outcome = run_in_process_group(trial, context, ranks) if ranks > 1 else attempt_trial(trial, context, config)
+            except ConfigError as exc:
+                outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
+            except Exception as exc:  # launching a process group can fail too (no memory, no processes left)
+                outcome = TrialOutcome("fail", reason=f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C or SIGTERM)")
         raise

@@ -21,12 +21,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-OUTPUT_TAIL_LINES = 5
 
 
 def run_in_process_group(trial, context, ranks: int):
@@ -38,7 +38,9 @@ def run_in_process_group(trial, context, ranks: int):
     import torch
 
     from trainlab.studies.loading import experiment_document
-    from trainlab.studies.trial import TrialOutcome
+    from trainlab.studies.stale import end_mlflow_run
+    from trainlab.studies.trial import MLFLOW_RUN_ATTR, TrialOutcome
+    from trainlab.training.process_group import keep_output, output_tail
     from trainlab.training.processes import group_environment, stop_group
 
     if context.storage_url is None:
@@ -71,40 +73,33 @@ def run_in_process_group(trial, context, ranks: int):
             except BaseException:
                 stop_group(process)
                 raise
-        _keep_output(context.tracking_uri, trial, log_path)
+        # Set by rank 0 through the storage; this Trial object's own user_attrs are a cache from before.
+        run_id = trial.storage.get_trial_user_attrs(trial._trial_id).get(MLFLOW_RUN_ATTR)
+        keep_output(context.tracking_uri, run_id, log_path)
         if outcome_path.exists():
             return TrialOutcome(**json.loads(outcome_path.read_text()))
-        tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-OUTPUT_TAIL_LINES:])
-        return TrialOutcome("fail", reason=f"the trial's {ranks}-process group exited with code {code} before reporting: {tail or 'no output'}")
-
-
-def _keep_output(tracking_uri: str, trial, log_path: Path) -> None:
-    """The group's output (every rank's warnings and tracebacks) goes to the trial's run as
-    ``logs/trial_process.log``: it is where a user looks when a multi-process trial misbehaves."""
-    from trainlab.studies.trial import MLFLOW_RUN_ATTR
-    from trainlab.tracking.store import tracking_client
-
-    # Set by rank 0 through the storage; this Trial object's own user_attrs are a cache from before.
-    run_id = trial.storage.get_trial_user_attrs(trial._trial_id).get(MLFLOW_RUN_ATTR)
-    if run_id is None or log_path.stat().st_size == 0:
-        return
-    try:
-        tracking_client(tracking_uri).log_artifact(run_id, str(log_path), "logs")
-    except Exception as exc:  # the outcome matters more than its log
-        print(f"trainlab: trial {trial.number}: could not keep the process group's output ({exc})", file=sys.stderr)
+        reason = f"the trial's {ranks}-process group exited with code {code} before reporting: {output_tail(log_path)}"
+        end_mlflow_run(context.tracking_uri, run_id, "FAILED", reason)  # rank 0 died before it could end its run
+        return TrialOutcome("fail", reason=reason)
 
 
 def run_launched_trial(launch: dict[str, Any]) -> None:
     """Process side, on every rank: rebuild the trial's context and train; rank 0 reports the outcome."""
-    from trainlab.studies.trial import attempt_trial
-    from trainlab.training.processes import is_rank_zero
+    from trainlab.studies.trial import attempt_trial, run_trial
+    from trainlab.training.processes import end_group_after_failure, is_rank_zero
 
     context = _context(launch)
     if not is_rank_zero():
         import optuna
 
         # The values are fixed; this rank's result is rank 0's to report.
-        attempt_trial(optuna.trial.FixedTrial(launch["params"], number=launch["trial_number"]), context)
+        try:
+            run_trial(optuna.trial.FixedTrial(launch["params"], number=launch["trial_number"]), context)
+        except optuna.TrialPruned:
+            pass  # rank 0 decided it and reports it
+        except Exception:
+            traceback.print_exc()
+            end_group_after_failure()
         return
     trial = _attach(launch, context)
     outcome = attempt_trial(trial, context)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from typing import Any
 
-# Set by torchrun, SLURM or a Lightning launcher: a new process group must not inherit them, or its
-# rank 0 would believe it is some other rank of some other group.
+# Set by torchrun or a Lightning launcher: a new process group must not inherit them, or its rank 0
+# would believe it is some other rank of some other group.
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+# Cluster environments Lightning detects (SLURM, torchelastic, MPI, LSF): inside a `trainlab study` worker
+# running under `sbatch`, a trial's group would otherwise take the allocation's task count as its own
+# world size and launch no ranks of its own.
+CLUSTER_VARIABLE_PREFIXES = ("SLURM_", "TORCHELASTIC_", "OMPI_COMM_WORLD_", "PMI_", "LSB_", "JSM_")
+STOP_GRACE_S = 60.0
 
 
 def processes_for(trainer: dict[str, Any]) -> int:
@@ -33,7 +39,7 @@ def strategy_name(strategy: Any) -> str:
 
 def group_environment(threads: int) -> dict[str, str]:
     """The environment of a new process group: no inherited rank variables, ``threads`` per rank."""
-    env = {key: value for key, value in os.environ.items() if key not in RANK_VARIABLES}
+    env = {key: value for key, value in os.environ.items() if key not in RANK_VARIABLES and not key.startswith(CLUSTER_VARIABLE_PREFIXES)}
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
     return env
 
@@ -47,15 +53,30 @@ def stop_group(process: subprocess.Popen) -> None:
     KILLED and kills the other ranks; whatever is left after a minute is killed.
 
     Not SIGTERM: Lightning's SIGTERM handler broadcasts to ranks that may sit in a barrier, a hang until
-    the gloo timeout.
+    the gloo timeout. A second Ctrl-C (or a SIGTERM) while waiting must not leave the group behind.
     """
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while process.poll() is None and time.monotonic() < deadline:
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=1)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            continue
+        except KeyboardInterrupt:
+            continue
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def end_group_after_failure(grace_s: float = STOP_GRACE_S) -> None:
+    """On a rank > 0 whose training failed: give rank 0 ``grace_s`` to record the failure and exit (this
+    rank then dies with it, by its parent-death signal). A rank 0 still there is stuck in a collective,
+    waiting for this rank; kill the whole group, so that the launcher learns of it now rather than at the
+    collective timeout (30 minutes)."""
+    time.sleep(grace_s)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def follow_the_group() -> None:
