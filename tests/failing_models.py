@@ -21,3 +21,13 @@ class SlowClassifier(MLPClassifier):
 
         time.sleep(0.05)
         return super().training_step(batch, batch_idx)
+
+
+class RankZeroDiesAtSecondEpoch(MLPClassifier):
+    """Rank 0 of a DDP group vanishes at epoch 1 as if killed by the OOM killer: no exception, no cleanup."""
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch == 1 and self.global_rank == 0:
+            import os
+
+            os._exit(9)

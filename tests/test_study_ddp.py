@@ -110,6 +110,26 @@ def test_a_trial_config_asking_for_ddp_runs_as_a_process_group_too(workdir, cli,
     assert run.info.run_id == trial.user_attrs["mlflow_run_id"] and run.info.status == "FINISHED"
 
 
+def test_a_group_whose_rank_0_vanishes_fails_its_trial_and_run(workdir, cli, tracking_uri, monkeypatch):
+    """No outcome from the group (OOM killer, segfault): the worker fails the trial and ends its run."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    path = _study_file(
+        workdir,
+        {"name": "ddp-vanish", "metric": "val/acc", "direction": "maximize", "n_trials": 1, "sampler": "random", "pruner": "none"},
+        {"model.init_args.dropout": {"low": 0.0, "high": 0.2}},
+        max_epochs=3,
+    )
+    result = cli("study", str(path), "--devices-per-trial", "2", "model.class_path=failing_models.RankZeroDiesAtSecondEpoch")
+    assert result.code == 1 and "no trial completed" in result.err, result
+    trials = _study(workdir, "ddp-vanish").trials
+    assert {t.state.name for t in trials} == {"FAIL"}
+    assert "group exited with code 9 before reporting" in trials[0].user_attrs["trainlab.fail_reason"]
+    runs = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "trial"]
+    assert runs and all(r.info.status == "FAILED" for r in runs), "no run may be left RUNNING"
+    assert "val/acc" in runs[0].data.metrics, "the epoch recorded before the crash is kept"
+
+
 def _descendants(pid: int) -> set[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():

@@ -179,6 +179,11 @@ UNLAUNCHABLE = [
     pytest.param({"num_nodes": 2}, [], "trainer.num_nodes: got 2; expected 1 in a study", id="several-nodes"),
     pytest.param({}, ["--devices-per-trial", "0"], "--devices-per-trial: got 0; expected an integer >= 1", id="zero-devices"),
     pytest.param({"strategy": "ddp_fork"}, ["--devices-per-trial", "2"], "trainer.strategy: got 'ddp_fork'", id="option-meets-fork"),
+    pytest.param(
+        {"strategy": {"class_path": "lightning.pytorch.strategies.DDPStrategy", "init_args": {"start_method": "spawn"}}, "devices": 2, "accelerator": "cpu"},
+        [], "trainer.strategy.init_args.start_method: got 'spawn'; expected popen", id="ddp-class-spawning",
+    ),
+    pytest.param({"strategy": "ddp", "devices": 2, "accelerator": "cpu"}, ["--refit-best"], "--refit-best: expected a single-process trial config", id="refit-of-ddp-trials"),
 ]
 
 
@@ -220,3 +225,12 @@ def test_each_worker_gets_its_own_gpus():
     assert device_slots(4, 2, []) is None, "CPU: nothing to pin; workers split the cores"
     with pytest.raises(ConfigError, match=r"at most 2 with --jobs 3: 3 x 4 needs 12 GPUs, this machine shows 8"):
         device_slots(3, 4, eight)
+
+
+def test_the_gpus_a_trial_needs_come_from_the_option_or_the_file():
+    from trainlab.studies.devices import trial_gpu_count
+
+    assert trial_gpu_count({"devices": "auto"}, 4) == 4
+    assert trial_gpu_count({"devices": 2, "strategy": "ddp"}, None) == 2, "a file asking for 2 GPUs gets slots of 2"
+    assert trial_gpu_count({"devices": "auto"}, None) is None, "auto: whatever the worker's slot holds"
+    assert trial_gpu_count({"devices": 2, "accelerator": "cpu"}, 2) == 0, "CPU trials pin no GPUs"

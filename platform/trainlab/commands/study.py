@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from trainlab.config import load_experiment
     from trainlab.errors import ConfigError
-    from trainlab.studies.devices import device_slots, visible_gpus, with_devices_per_trial
+    from trainlab.config import resolve_run_config
+    from trainlab.studies.devices import device_slots, trial_gpu_count, visible_gpus, with_devices_per_trial
     from trainlab.studies.loading import open_study
     from trainlab.studies.parent_run import end_parent_run, ensure_parent_run
     from trainlab.studies.report import write_study_report
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.studies.storage import ClaimLock, public_url, resolve_storage_url
     from trainlab.studies.worker import WorkerSettings, quiet_for_studies, run_workers
     from trainlab.tracking.store import resolve_tracking_uri
+    from trainlab.training.processes import processes_for
 
     quiet_for_studies()
     if args.jobs < 1:
@@ -57,7 +59,14 @@ def run(args: argparse.Namespace) -> int:
     # Validated as the trials will train; stored as written (devices are this invocation's resources).
     as_trained = replace(experiment, run=with_devices_per_trial(experiment.run, args.devices_per_trial))
     spec = load_study_spec(as_trained, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
-    gpu_slots = device_slots(args.jobs, args.devices_per_trial, visible_gpus())
+    trial_trainer = resolve_run_config(as_trained.run).document["trainer"]
+    gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
+    gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
+    if args.refit_best and processes_for(trial_trainer) > 1:
+        raise ConfigError(
+            "--refit-best", expected="a single-process trial config (the refit trains inside this command)",
+            hint="for a multi-device refit, run `trainlab train` on the parent run's best_config.yaml",
+        )
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
     # Workers on several machines may start a brand-new study at the same instant: one creates the study

@@ -43,20 +43,41 @@ def check_trial_launchable(trainer: dict[str, Any]) -> None:
             "trainer.num_nodes", nodes, "1 in a study: a trial's process group runs on one machine",
             hint="to use several machines, start one `trainlab study` worker per machine on a shared --storage",
         )
+    if processes_for(trainer) == 1:
+        return
     strategy = strategy_name(trainer.get("strategy"))
-    if processes_for(trainer) > 1 and any(word in strategy for word in _FORKING_STRATEGY_WORDS):
+    start_method = (trainer["strategy"].get("init_args") or {}).get("start_method", "popen") if isinstance(trainer.get("strategy"), dict) else "popen"
+    if start_method != "popen":  # DDPStrategy(start_method="spawn") spawns its ranks too
+        raise ConfigError(
+            "trainer.strategy.init_args.start_method", start_method, "popen (the default) for a multi-device trial",
+            hint="spawned ranks cannot report to the Optuna trial; trainlab launches a ddp trial as its own process group",
+        )
+    if any(word in strategy for word in _FORKING_STRATEGY_WORDS):
         raise ConfigError(
             "trainer.strategy", strategy, "ddp for a multi-device trial",
             hint="spawned ranks cannot report to the Optuna trial; trainlab launches a ddp trial as its own process group",
         )
 
 
+def trial_gpu_count(trainer: dict[str, Any], devices_per_trial: int | None) -> int | None:
+    """GPUs one trial asks for: ``--devices-per-trial``, else an explicit ``trainer.devices`` count, else
+    None ("auto": whatever its worker's slot holds); 0 for a trial that trains on the CPU."""
+    if str(trainer.get("accelerator", "auto")).lower() == "cpu":
+        return 0
+    if devices_per_trial:
+        return devices_per_trial
+    devices = trainer.get("devices", "auto")
+    if devices in ("auto", -1, "-1"):
+        return None
+    return processes_for({**trainer, "num_nodes": 1})
+
+
 def device_slots(jobs: int, devices_per_trial: int | None, visible: list[str]) -> list[str] | None:
     """``CUDA_VISIBLE_DEVICES`` for each of ``jobs`` workers, or None when there is nothing to pin.
 
-    With ``devices_per_trial`` every worker gets that many GPUs of its own (an error when they are not
-    there). Without it, several workers on a GPU machine get one GPU each, round robin when there are
-    more workers than GPUs (small models share a GPU well).
+    With ``devices_per_trial`` > 1 (see :func:`trial_gpu_count`) every worker gets that many GPUs of its
+    own (an error when they are not there). Otherwise several workers on a GPU machine get one GPU each,
+    round robin when there are more workers than GPUs (small models share a GPU well).
 
     Example::
 
@@ -64,7 +85,7 @@ def device_slots(jobs: int, devices_per_trial: int | None, visible: list[str]) -
     """
     if not visible:
         return None
-    if devices_per_trial:
+    if devices_per_trial and devices_per_trial > 1:
         needed = jobs * devices_per_trial
         if needed > len(visible):
             raise ConfigError(
