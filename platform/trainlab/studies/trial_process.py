@@ -15,10 +15,8 @@ with the values the worker already sampled, read from the launch file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -26,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 
 
 def run_in_process_group(trial, context, ranks: int):
@@ -40,14 +37,13 @@ def run_in_process_group(trial, context, ranks: int):
     from trainlab.studies.loading import experiment_document
     from trainlab.studies.stale import end_mlflow_run
     from trainlab.studies.trial import MLFLOW_RUN_ATTR, TrialOutcome
-    from trainlab.training.process_group import keep_output, output_tail
-    from trainlab.training.processes import group_environment, stop_group
+    from trainlab.training.processes import keep_output, output_tail, run_as_group
 
     if context.storage_url is None:
         raise ValueError("a multi-process trial needs the study's storage URL in its TrialContext")
     threads = max(1, torch.get_num_threads() // ranks)  # the worker's share of the cores, split over ranks
     with tempfile.TemporaryDirectory(prefix=f"trainlab-trial-{trial.number}-") as folder:
-        launch_path, outcome_path, log_path = (Path(folder) / name for name in ("launch.json", "outcome.json", "trial_process.log"))
+        outcome_path = Path(folder) / "outcome.json"
         launch = {
             "storage_url": context.storage_url,
             "study_name": context.spec.name,
@@ -62,17 +58,7 @@ def run_in_process_group(trial, context, ranks: int):
             "outcome_path": str(outcome_path),
             "threads": threads,
         }
-        launch_path.write_text(json.dumps(launch))
-        env = group_environment(threads)
-        command = [sys.executable, "-m", "trainlab.studies.trial_process", "--launch", str(launch_path)]
-        with log_path.open("w") as log:
-            # Its own session: a Ctrl-C in the terminal reaches the worker alone, which stops the group in order.
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            try:
-                code = process.wait()
-            except BaseException:
-                stop_group(process)
-                raise
+        code, log_path = run_as_group("trainlab.studies.trial_process", launch, Path(folder), "trial_process.log")
         # Set by rank 0 through the storage; this Trial object's own user_attrs are a cache from before.
         run_id = trial.storage.get_trial_user_attrs(trial._trial_id).get(MLFLOW_RUN_ATTR)
         keep_output(context.tracking_uri, run_id, log_path)
@@ -135,22 +121,9 @@ def _attach(launch: dict[str, Any], context):
 
 def main(argv: list[str] | None = None) -> int:
     from trainlab.studies.worker import quiet_for_studies
-    from trainlab.training.processes import follow_the_group
+    from trainlab.training.processes import group_member_main
 
-    parser = argparse.ArgumentParser(prog="python -m trainlab.studies.trial_process", description=__doc__)
-    parser.add_argument("--launch", required=True, help="the launch file the study worker wrote")
-    args = parser.parse_args(argv)
-    follow_the_group()
-    launch = json.loads(Path(args.launch).read_text())
-    import torch
-
-    torch.set_num_threads(launch["threads"])
-    quiet_for_studies()
-    try:
-        run_launched_trial(launch)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return group_member_main(argv, "python -m trainlab.studies.trial_process", __doc__, run_launched_trial, quiet_for_studies)
 
 
 if __name__ == "__main__":

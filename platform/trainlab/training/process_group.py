@@ -12,10 +12,8 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -24,8 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-OUTPUT_TAIL_LINES = 5
-
 
 def fit_run_in_process_group(config, tracking_uri: str, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None):
     """Like :func:`~trainlab.training.fit_run.fit_run`, in a new process group; raises ``RunEnded`` the same way."""
@@ -33,12 +29,11 @@ def fit_run_in_process_group(config, tracking_uri: str, *, parent_run_id: str | 
 
     from trainlab.studies.stale import end_mlflow_run
     from trainlab.training.fit_run import RunEnded, RunResult
-    from trainlab.training.processes import group_environment, processes_for, stop_group
+    from trainlab.training.processes import keep_output, output_tail, processes_for, run_as_group
 
     threads = max(1, torch.get_num_threads() // processes_for(config.document["trainer"]))
     with tempfile.TemporaryDirectory(prefix="trainlab-run-group-") as folder:
-        names = ("launch.json", "result.json", "run_id", "run_process.log")
-        launch_path, result_path, run_id_path, log_path = (Path(folder) / name for name in names)
+        result_path, run_id_path = Path(folder) / "result.json", Path(folder) / "run_id"
         launch = {
             "config": config.to_yaml(),
             "tracking_uri": tracking_uri,
@@ -48,15 +43,7 @@ def fit_run_in_process_group(config, tracking_uri: str, *, parent_run_id: str | 
             "run_id_path": str(run_id_path),
             "threads": threads,
         }
-        launch_path.write_text(json.dumps(launch))
-        command = [sys.executable, "-m", "trainlab.training.process_group", "--launch", str(launch_path)]
-        with log_path.open("w") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=group_environment(threads), start_new_session=True)
-            try:
-                code = process.wait()
-            except BaseException:
-                stop_group(process)
-                raise
+        code, log_path = run_as_group("trainlab.training.process_group", launch, Path(folder), "run_process.log")
         run_id = run_id_path.read_text() if run_id_path.exists() else None
         keep_output(tracking_uri, run_id, log_path)
         if not result_path.exists():
@@ -69,25 +56,6 @@ def fit_run_in_process_group(config, tracking_uri: str, *, parent_run_id: str | 
     if result.status != "FINISHED":
         raise RunEnded(result)
     return result
-
-
-def keep_output(tracking_uri: str, run_id: str | None, log_path: Path) -> None:
-    """A process group's output (every rank's warnings and tracebacks) goes to its run under ``logs/``:
-    it is where a user looks when a multi-process run misbehaves."""
-    from trainlab.tracking.store import tracking_client
-
-    if run_id is None or not log_path.exists() or log_path.stat().st_size == 0:
-        return
-    try:
-        tracking_client(tracking_uri).log_artifact(run_id, str(log_path), "logs")
-    except Exception as exc:  # the outcome matters more than its log
-        print(f"trainlab: could not keep the process group's output on run {run_id} ({exc})", file=sys.stderr)
-
-
-def output_tail(log_path: Path) -> str:
-    """The last lines of a group's output, on one line, for a failure reason."""
-    lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.exists() else []
-    return " | ".join(lines[-OUTPUT_TAIL_LINES:]) or "no output"
 
 
 def run_launched(launch: dict[str, Any]) -> None:
@@ -122,23 +90,10 @@ def run_launched(launch: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from trainlab.training.processes import follow_the_group
+    from trainlab.training.processes import group_member_main
     from trainlab.training.quiet import quiet_lightning
 
-    parser = argparse.ArgumentParser(prog="python -m trainlab.training.process_group", description=__doc__)
-    parser.add_argument("--launch", required=True, help="the launch file the launching command wrote")
-    args = parser.parse_args(argv)
-    follow_the_group()
-    launch = json.loads(Path(args.launch).read_text())
-    import torch
-
-    torch.set_num_threads(launch["threads"])
-    quiet_lightning()
-    try:
-        run_launched(launch)
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return group_member_main(argv, "python -m trainlab.training.process_group", __doc__, run_launched, quiet_lightning)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,24 @@
-"""How many processes Lightning runs for a ``trainer`` section, and how to stop such a group in order.
+"""Process groups of our own: how many processes Lightning runs for a ``trainer`` section, and how to
+launch, follow and stop a group of them.
 
 Lightning's ``ddp`` strategy re-executes the launching command for every extra rank. Commands that must
 not be re-executed (a study worker, ``trainlab confirm`` with its loop over seeds) ask
-:func:`processes_for` first and, when it is more than one, launch the training as a process group of its
-own (:mod:`trainlab.training.process_group`, :mod:`trainlab.studies.trial_process`).
+:func:`processes_for` first and, when it is more than one, start the training with :func:`run_as_group`
+as ``python -m <module> --launch launch.json`` (:mod:`trainlab.studies.trial_process`,
+:mod:`trainlab.training.process_group`), whose ``main`` is :func:`group_member_main` on every rank.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # Set by torchrun or a Lightning launcher: a new process group must not inherit them, or its rank 0
@@ -22,6 +29,7 @@ RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_
 # world size and launch no ranks of its own.
 CLUSTER_VARIABLE_PREFIXES = ("SLURM_", "TORCHELASTIC_", "OMPI_COMM_WORLD_", "PMI_", "LSB_", "JSM_")
 STOP_GRACE_S = 60.0
+OUTPUT_TAIL_LINES = 5
 
 
 def processes_for(trainer: dict[str, Any]) -> int:
@@ -46,6 +54,62 @@ def group_environment(threads: int) -> dict[str, str]:
 
 def is_rank_zero() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"  # Lightning sets it for the ranks it re-executes
+
+
+def run_as_group(module: str, launch: dict[str, Any], folder: Path, log_name: str) -> tuple[int, Path]:
+    """Run ``python -m module --launch folder/launch.json`` as a new process group and wait for it.
+
+    ``launch`` (with its ``threads`` per rank) is what every rank reads; the group's output goes to
+    ``folder/log_name``. Its own session: a Ctrl-C in the terminal reaches the caller alone, which then
+    stops the group in order. Returns the exit code and the output's path.
+    """
+    launch_path, log_path = folder / "launch.json", folder / log_name
+    launch_path.write_text(json.dumps(launch))
+    command = [sys.executable, "-m", module, "--launch", str(launch_path)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=group_environment(launch["threads"]), start_new_session=True)
+        try:
+            return process.wait(), log_path
+        except BaseException:
+            stop_group(process)
+            raise
+
+
+def group_member_main(argv: list[str] | None, prog: str, description: str | None, run: Callable[[dict[str, Any]], None], quiet: Callable[[], None]) -> int:
+    """The ``main`` of a module that :func:`run_as_group` starts, on every rank Lightning re-executes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--launch", required=True, help="the launch file the launching command wrote")
+    args = parser.parse_args(argv)
+    follow_the_group()
+    launch = json.loads(Path(args.launch).read_text())
+    import torch
+
+    torch.set_num_threads(launch["threads"])
+    quiet()
+    try:
+        run(launch)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def keep_output(tracking_uri: str, run_id: str | None, log_path: Path) -> None:
+    """A process group's output (every rank's warnings and tracebacks) goes to its run under ``logs/``:
+    it is where a user looks when a multi-process run misbehaves."""
+    from trainlab.tracking.store import tracking_client
+
+    if run_id is None or not log_path.exists() or log_path.stat().st_size == 0:
+        return
+    try:
+        tracking_client(tracking_uri).log_artifact(run_id, str(log_path), "logs")
+    except Exception as exc:  # the outcome matters more than its log
+        print(f"trainlab: could not keep the process group's output on run {run_id} ({exc})", file=sys.stderr)
+
+
+def output_tail(log_path: Path) -> str:
+    """The last lines of a group's output, on one line, for a failure reason."""
+    lines = log_path.read_text(errors="replace").strip().splitlines() if log_path.exists() else []
+    return " | ".join(lines[-OUTPUT_TAIL_LINES:]) or "no output"
 
 
 def stop_group(process: subprocess.Popen) -> None:
