@@ -240,7 +240,7 @@ def main() -> None:
 
 
 def _fashion_available() -> bool:
-    from datamodules import FashionMNIST
+    from trainlab.datamodules import FashionMNIST
 
     return FashionMNIST(download=False).locate() is not None
 

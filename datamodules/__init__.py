@@ -1,14 +1,14 @@
 """trainlab's LightningDataModules. Short class names in experiment files resolve here."""
 
-from datamodules.digits import Digits
-from datamodules.in_memory import InMemoryDataModule
-from datamodules.loader import TensorBatchLoader
-from datamodules.mnist import MNIST, FashionMNIST
-from datamodules.forecasting import SeriesWindows, StatsmodelsSeries
-from datamodules.segmentation import FashionMNISTMasks, NucleiTiles
-from datamodules.segmentation_folder import SegmentationFolder
-from datamodules.sequences import DigitsSequence, JapaneseVowels
-from datamodules.tabular import BreastCancer, CSVDataModule, Diabetes, Wine
+from trainlab.datamodules.digits import Digits
+from trainlab.datamodules.in_memory import InMemoryDataModule
+from trainlab.datamodules.loader import TensorBatchLoader
+from trainlab.datamodules.mnist import MNIST, FashionMNIST
+from trainlab.datamodules.forecasting import SeriesWindows, StatsmodelsSeries
+from trainlab.datamodules.segmentation import FashionMNISTMasks, NucleiTiles
+from trainlab.datamodules.segmentation_folder import SegmentationFolder
+from trainlab.datamodules.sequences import DigitsSequence, JapaneseVowels
+from trainlab.datamodules.tabular import BreastCancer, CSVDataModule, Diabetes, Wine
 
 __all__ = [
     "BreastCancer",

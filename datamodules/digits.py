@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from trainlab.types import UnitFraction
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 
 
 class Digits(InMemoryDataModule):

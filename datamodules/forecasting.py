@@ -6,8 +6,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.data_packages import import_data_package
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.data_packages import import_data_package
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 from trainlab.types import PositiveInt, UnitFraction
 
 

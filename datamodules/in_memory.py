@@ -10,7 +10,7 @@ import torch
 
 from trainlab.types import NonNegativeInt, PositiveInt, UnitFraction
 
-from datamodules.loader import TensorBatchLoader
+from trainlab.datamodules.loader import TensorBatchLoader
 
 # A split's tensors, all of the same length: inputs first, targets last, e.g. (x, y) or (x, lengths, y).
 Split = tuple[torch.Tensor, ...]

@@ -16,9 +16,9 @@ from typing import Optional
 
 import torch
 
-from datamodules.download import download_file, parse_checksum
-from datamodules.idx import IdxFormatError, read_idx
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.download import download_file, parse_checksum
+from trainlab.datamodules.idx import IdxFormatError, read_idx
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 from trainlab.types import PositiveInt
 
 # split part -> standard file stem; each may be stored raw or as .gz.

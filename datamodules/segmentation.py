@@ -7,9 +7,9 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
-from datamodules.data_packages import import_data_package
-from datamodules.in_memory import InMemoryDataModule, Split
-from datamodules.mnist import FashionMNIST
+from trainlab.datamodules.data_packages import import_data_package
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.mnist import FashionMNIST
 from trainlab.types import NonNegativeInt, PositiveInt, UnitFraction
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 from trainlab.types import UnitFraction
 
 EXTENSIONS = (".png", ".tif", ".tiff")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datamodules.data_packages import import_data_package
-from datamodules.digits import Digits
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.data_packages import import_data_package
+from trainlab.datamodules.digits import Digits
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 
 
 def pad_sequences(sequences: list[torch.Tensor], length: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import torch
 
-from datamodules.in_memory import InMemoryDataModule, Split
+from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 from trainlab.types import UnitFraction
 
 

@@ -4,14 +4,14 @@ Each model is a task (loss, metrics, optimisation: ``models.task``, ``models.cla
 ``models.regression``, ``models.segmentation``) wrapped around a plain net from ``models.nets``.
 """
 
-from models.classification import ClassificationTask
-from models.cnn import CNNClassifier
-from models.forecasting import RNNForecaster
-from models.mlp import MLPClassifier, MLPRegressor
-from models.regression import RegressionTask
-from models.segmentation import SegmentationTask, UNetSegmenter
-from models.sequence import RNNClassifier
-from models.task import TrainlabTask
+from trainlab.models.classification import ClassificationTask
+from trainlab.models.cnn import CNNClassifier
+from trainlab.models.forecasting import RNNForecaster
+from trainlab.models.mlp import MLPClassifier, MLPRegressor
+from trainlab.models.regression import RegressionTask
+from trainlab.models.segmentation import SegmentationTask, UNetSegmenter
+from trainlab.models.sequence import RNNClassifier
+from trainlab.models.task import TrainlabTask
 
 __all__ = [
     "CNNClassifier",

@@ -12,8 +12,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from models.losses import ClassificationLoss
-from models.task import TrainlabTask
+from trainlab.models.losses import ClassificationLoss
+from trainlab.models.task import TrainlabTask
 from trainlab.errors import ConfigError
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from models.classification import ClassificationTask
-from models.losses import ClassificationLoss
-from models.nets.cnn import SimpleCNN
-from models.nets.layers import Activation, Init
+from trainlab.models.classification import ClassificationTask
+from trainlab.models.losses import ClassificationLoss
+from trainlab.models.nets.cnn import SimpleCNN
+from trainlab.models.nets.layers import Activation, Init
 from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from models.losses import RegressionLoss
-from models.nets.layers import Init
-from models.nets.rnn import Cell, RecurrentNet
-from models.regression import RegressionTask
+from trainlab.models.losses import RegressionLoss
+from trainlab.models.nets.layers import Init
+from trainlab.models.nets.rnn import Cell, RecurrentNet
+from trainlab.models.regression import RegressionTask
 from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from models.classification import ClassificationTask
-from models.losses import ClassificationLoss, RegressionLoss
-from models.nets.layers import Activation, Init
-from models.nets.mlp import MLP
-from models.regression import RegressionTask
+from trainlab.models.classification import ClassificationTask
+from trainlab.models.losses import ClassificationLoss, RegressionLoss
+from trainlab.models.nets.layers import Activation, Init
+from trainlab.models.nets.mlp import MLP
+from trainlab.models.regression import RegressionTask
 from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 

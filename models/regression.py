@@ -6,8 +6,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
 
-from models.losses import RegressionLoss, regression_loss
-from models.task import TrainlabTask
+from trainlab.models.losses import RegressionLoss, regression_loss
+from trainlab.models.task import TrainlabTask
 
 
 class RegressionTask(TrainlabTask):

@@ -10,10 +10,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.segmentation import DiceScore
 
-from models.losses import SegmentationLoss, segmentation_loss
-from models.nets.layers import Activation, Init
-from models.nets.unet import UNet
-from models.task import TrainlabTask
+from trainlab.models.losses import SegmentationLoss, segmentation_loss
+from trainlab.models.nets.layers import Activation, Init
+from trainlab.models.nets.unet import UNet
+from trainlab.models.task import TrainlabTask
 from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from models.classification import ClassificationTask
-from models.losses import ClassificationLoss
-from models.nets.layers import Init
-from models.nets.rnn import Cell, RecurrentNet
+from trainlab.models.classification import ClassificationTask
+from trainlab.models.losses import ClassificationLoss
+from trainlab.models.nets.layers import Init
+from trainlab.models.nets.rnn import Cell, RecurrentNet
 from trainlab.types import NonNegativeFloat, PositiveInt, UnitFraction
 
 

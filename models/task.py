@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import instantiate_class
 
-from models.losses import l1_norm
+from trainlab.models.losses import l1_norm
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
 

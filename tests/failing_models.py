@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models import MLPClassifier
+from trainlab.models import MLPClassifier
 
 
 class FailsAtSecondEpoch(MLPClassifier):

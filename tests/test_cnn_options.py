@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.nets import SimpleCNN
+from trainlab.models.nets import SimpleCNN
 
 
 def test_flattened_head_sees_the_whole_last_feature_map():

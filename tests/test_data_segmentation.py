@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 
 from conftest import FASHION_DIR, all_runs, need
-from datamodules import FashionMNISTMasks, NucleiTiles, SegmentationFolder
+from trainlab.datamodules import FashionMNISTMasks, NucleiTiles, SegmentationFolder
 
 
 def test_nuclei_tiles_come_from_disjoint_regions_of_the_image():

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from conftest import need
-from datamodules import DigitsSequence, JapaneseVowels, StatsmodelsSeries
-from datamodules.data_packages import MissingDataPackage, import_data_package
+from trainlab.datamodules import DigitsSequence, JapaneseVowels, StatsmodelsSeries
+from trainlab.datamodules.data_packages import MissingDataPackage, import_data_package
 
 
 def _need(package: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from datamodules import BreastCancer, CSVDataModule, Diabetes, Wine
+from trainlab.datamodules import BreastCancer, CSVDataModule, Diabetes, Wine
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.ddp
 
 
 def test_ddp_run_has_verdicts_once_and_a_confusion_matrix_over_both_ranks(workdir, fast_digits, tracking_uri, mlflow_client):
-    from datamodules import Digits
+    from trainlab.datamodules import Digits
 
     command = [sys.executable, "-m", "trainlab", "train", str(fast_digits), "trainer.max_epochs=2",
                "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]

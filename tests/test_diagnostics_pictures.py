@@ -33,7 +33,7 @@ def _picture(client, run_id: str, artifact: str, workdir):
 
 
 def test_cnn_on_digits_gets_confusion_matrix_filters_and_activation_histograms(cli, workdir, tracking_uri, mlflow_client):
-    from datamodules import Digits
+    from trainlab.datamodules import Digits
 
     path = _experiment(
         workdir,

@@ -20,9 +20,9 @@ import torch
 import yaml
 
 from conftest import FASHION_DIR, STUDIES, all_runs, need
-from datamodules import MNIST, FashionMNIST
-from datamodules.idx import IdxFormatError, read_idx, write_idx
-from datamodules.mnist import FILES
+from trainlab.datamodules import MNIST, FashionMNIST
+from trainlab.datamodules.idx import IdxFormatError, read_idx, write_idx
+from trainlab.datamodules.mnist import FILES
 
 N_TRAIN, N_TEST = 60, 20
 

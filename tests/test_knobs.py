@@ -252,7 +252,7 @@ def test_weight_init_schemes_give_their_distributions():
 
 
 def test_orthogonal_init_makes_recurrent_weights_orthonormal():
-    from models import RNNClassifier
+    from trainlab.models import RNNClassifier
 
     for cell in ("rnn", "lstm", "gru"):
         model = RNNClassifier(cell=cell, hidden_size=16, init="orthogonal", num_classes=3, input_shape=[5, 4])
@@ -313,7 +313,7 @@ def test_dropout_is_random_in_training_and_off_in_evaluation():
 
 
 def test_batch_size_and_shuffling():
-    from datamodules import Digits
+    from trainlab.datamodules import Digits
 
     shuffled = Digits(batch_size=50)
     loader = shuffled.train_dataloader()
@@ -331,7 +331,7 @@ def test_batch_size_and_shuffling():
 
 
 def test_balanced_sampler_balances_the_classes_in_batches():
-    from datamodules import BreastCancer
+    from trainlab.datamodules import BreastCancer
 
     def malignant_share(datamodule) -> float:
         labels = torch.cat([y for _ in range(5) for *_, y in datamodule.train_dataloader()])

@@ -9,8 +9,8 @@ import io
 import pytest
 import torch
 
-from models import MLPClassifier
-from models.nets import RecurrentNet, UNet
+from trainlab.models import MLPClassifier
+from trainlab.models.nets import RecurrentNet, UNet
 from trainlab.tracking.parameters import parameter_table
 
 

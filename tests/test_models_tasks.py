@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import MLPClassifier, MLPRegressor, UNetSegmenter
-from models.losses import segmentation_loss, soft_dice_loss
+from trainlab.models import MLPClassifier, MLPRegressor, UNetSegmenter
+from trainlab.models.losses import segmentation_loss, soft_dice_loss
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log")
 

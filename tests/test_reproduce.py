@@ -18,7 +18,7 @@ CSV_DATAMODULE = '''
 import numpy as np
 import torch
 
-from datamodules import InMemoryDataModule
+from trainlab.datamodules import InMemoryDataModule
 
 
 class CsvDigits(InMemoryDataModule):

@@ -55,7 +55,7 @@ def test_train_records_a_finished_run_and_rerun_from_config_is_identical(cli, wo
     assert run.data.metrics["test/acc"] > 0.85
     assert {"test/loss", "test/f1"} <= set(run.data.metrics)
     assert run.data.params["model.init_args.dropout"] == "0.1"
-    assert run.data.params["data.class_path"] == "datamodules.Digits"
+    assert run.data.params["data.class_path"] == "trainlab.datamodules.Digits"
     assert int(run.data.params["model.params_total"]) == (64 + 1) * 128 + (128 + 1) * 64 + (64 + 1) * 10
 
     # One batch per epoch: every metric of an epoch carries the same timestamp.

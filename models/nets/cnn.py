@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.nets.layers import initialize_weights, make_activation
+from trainlab.models.nets.layers import initialize_weights, make_activation
 
 
 class SimpleCNN(nn.Module):

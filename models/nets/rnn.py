@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.nets.layers import initialize_weights
+from trainlab.models.nets.layers import initialize_weights
 
 Cell = Literal["rnn", "lstm", "gru"]
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

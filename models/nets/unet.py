@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.nets.layers import initialize_weights, make_activation
+from trainlab.models.nets.layers import initialize_weights, make_activation
 
 
 def _double_conv(in_channels: int, out_channels: int, activation: str, batch_norm: bool) -> nn.Sequential:

@@ -44,9 +44,9 @@ class RunConfig:
 @functools.lru_cache(maxsize=1)
 def run_parser():
     """The jsonargparse parser for run configs. Importing ``models``/``datamodules`` registers their short names."""
-    import datamodules  # noqa: F401  (short class names resolve among imported subclasses)
+    import trainlab.datamodules  # noqa: F401  (short class names resolve among imported subclasses)
     import lightning as L
-    import models  # noqa: F401
+    import trainlab.models  # noqa: F401
     import torch
     from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 
