@@ -78,7 +78,7 @@ def built(config):
     """Seeded datamodule and model as the training path builds them."""
     L.seed_everything(config.seed, verbose=False)
     datamodule = build.build_datamodule(config)
-    build.fill_model_shapes(config, datamodule)
+    config = build.with_data_facts(config, datamodule)
     return datamodule, build.build_model(config)
 
 

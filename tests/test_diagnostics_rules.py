@@ -17,7 +17,7 @@ def _model(path: str = "digits_mlp.yaml", *overrides: str):
     from trainlab.training import build
 
     config = resolve_run_config(load_experiment(STUDIES / path, list(overrides)).run)
-    build.fill_model_shapes(config, build.build_datamodule(config))
+    config = build.with_data_facts(config, build.build_datamodule(config))
     return config, build.build_model(config)
 
 

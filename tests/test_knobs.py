@@ -36,7 +36,7 @@ def _document(*, model=None, optimizer=None, lr_scheduler=None, trainer=None, da
 def _model(**model_args):
     """The model an experiment file builds (datamodule facts filled in), without training it."""
     config = resolve_run_config(_document(model=model_args))
-    build.fill_model_shapes(config, build.build_datamodule(config))
+    config = build.with_data_facts(config, build.build_datamodule(config))
     return build.build_model(config)
 
 
@@ -210,7 +210,7 @@ def test_l1_penalty_is_added_to_the_training_loss():
 def test_any_torch_optimizer_by_class_path(class_path, init_args, expected):
     document = _document(optimizer={"class_path": class_path, "init_args": init_args})
     config = resolve_run_config(document)
-    build.fill_model_shapes(config, build.build_datamodule(config))
+    config = build.with_data_facts(config, build.build_datamodule(config))
     optimizer = build.build_model(config).configure_optimizers()
 
     assert type(optimizer).__name__ == class_path.rsplit(".", 1)[1]

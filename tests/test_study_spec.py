@@ -183,7 +183,6 @@ UNLAUNCHABLE = [
         {"strategy": {"class_path": "lightning.pytorch.strategies.DDPStrategy", "init_args": {"start_method": "spawn"}}, "devices": 2, "accelerator": "cpu"},
         [], "trainer.strategy.init_args.start_method: got 'spawn'; expected popen", id="ddp-class-spawning",
     ),
-    pytest.param({"strategy": "ddp", "devices": 2, "accelerator": "cpu"}, ["--refit-best"], "--refit-best: expected a single-process trial config", id="refit-of-ddp-trials"),
 ]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 import traceback
 
@@ -70,15 +69,6 @@ def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM behaves like Ctrl-C: the run in progress ends KILLED instead of being left RUNNING."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -90,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
-        _interrupt_on_sigterm()
+        from trainlab.training.processes import interrupt_on_sigterm
+
+        interrupt_on_sigterm()
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         if debug:

@@ -7,15 +7,15 @@ from typing import Any
 _MISSING = object()
 
 
-class ConfigError(Exception):
-    """Bad input found before anything is tracked.
+class InputError(Exception):
+    """A user-facing input error: bad input found before anything is tracked.
 
     Carries the key path (``model.init_args.dropout``), the offending value and what was expected, so
     the CLI can print one line and exit 2 without having created a run or a study.
 
     Example::
 
-        raise ConfigError("model.init_args.dropout", 1.5, "a float in [0, 1)")
+        raise InputError("model.init_args.dropout", 1.5, "a float in [0, 1)")
         # -> model.init_args.dropout: got 1.5; expected a float in [0, 1)
     """
 
@@ -37,6 +37,17 @@ class ConfigError(Exception):
         if self.hint:
             line += f" ({self.hint})"
         return line
+
+    def fields(self) -> dict[str, Any]:
+        """The constructor's arguments, to raise the same error elsewhere (e.g. across a process group)."""
+        fields = {"key": self.key, "expected": self.expected, "hint": self.hint}
+        if self.value is not _MISSING:
+            fields["value"] = self.value
+        return fields
+
+
+# The name the code base grew up with: every config, override and argument error is an input error.
+ConfigError = InputError
 
 
 def _short(value: Any, limit: int = 80) -> str:

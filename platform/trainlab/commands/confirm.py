@@ -88,15 +88,9 @@ def _confirm_seed(client, uri: str, study, trial, confirmation, seed: int) -> No
 
     from trainlab.reproduce.rerun import rerun_config
     from trainlab.reproduce.study_runs import objective
-    from trainlab.training import fit_run
-    from trainlab.training.fit_run import RunEnded
-    from trainlab.training.process_group import fit_run_in_process_group
-    from trainlab.training.processes import processes_for
+    from trainlab.training import RunEnded, launch
 
     config = rerun_config(trial, seed=seed, run_name=f"{trial.name} seed {seed}")
-    # This command loops over seeds: a DDP config trains in a process group of its own, so that
-    # Lightning's launcher re-executes that, not this loop.
-    train = fit_run_in_process_group if processes_for(config.document["trainer"]) > 1 else fit_run
     tags = {
         "trainlab.kind": "confirmation",
         "trainlab.study": study.name,
@@ -105,7 +99,7 @@ def _confirm_seed(client, uri: str, study, trial, confirmation, seed: int) -> No
         "trainlab.seed": str(seed),
     }
     try:
-        result = train(config, uri, parent_run_id=study.parent.info.run_id, tags=tags)
+        result = launch(config, uri, parent_run_id=study.parent.info.run_id, tags=tags)
     except RunEnded as ended:
         confirmation.failures.append(f"seed {seed}: {ended.result.status} {ended.result.reason}")
         print(f"  trial {confirmation.trial} seed {seed}: {ended.result.status} ({ended.result.reason})")

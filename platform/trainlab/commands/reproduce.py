@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import math
-    import os
     import tempfile
 
     from trainlab.errors import ConfigError
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.reproduce.rerun import log_reproduction, reproduce
     from trainlab.reproduce.study_runs import resolve_run_reference
     from trainlab.tracking.store import resolve_tracking_uri
+    from trainlab.training.processes import is_rank_zero
 
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ConfigError("--tolerance", args.tolerance, "a number >= 0")
@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     run_id = resolve_run_reference(client, args.run_id)
     lines: list[str] = []
 
-    rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    rank_zero = is_rank_zero()
 
     def say(text: str) -> None:
-        if rank_zero:  # Lightning re-executes this command for each extra DDP rank: only rank 0 speaks
+        if rank_zero:  # under torchrun every rank runs this command: only rank 0 speaks
             print(text, flush=True)
         lines.append(text)
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             return 1 if result.before.blocking else 0
         if result.rerun is None:
-            return 0  # a DDP rank other than 0
+            return 0  # a torchrun rank other than 0
         tables = []
         if result.after is not None and _rows(result.after) != _rows(result.before):
             tables.append(audit_table(result.after, "audit after the re-run: original vs what the re-run recorded", ("original", "re-run")))

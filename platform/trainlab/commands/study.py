@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,24 +35,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_tracking_uri(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+@dataclass
+class StudyPlan:
+    """What this invocation will run, checked before anything is created."""
 
-    from trainlab.config import load_experiment
-    from trainlab.errors import ConfigError
-    from trainlab.config import resolve_run_config
-    from trainlab.studies.devices import device_slots, trial_gpu_count, visible_gpus, with_devices_per_trial
-    from trainlab.studies.loading import open_study
-    from trainlab.studies.parent_run import end_parent_run, ensure_parent_run
-    from trainlab.studies.report import write_study_report
-    from trainlab.studies.spec import load_study_spec
-    from trainlab.studies.stale import reap_dead_trials
-    from trainlab.studies.storage import ClaimLock, public_url, resolve_storage_url
-    from trainlab.studies.worker import WorkerSettings, quiet_for_studies, run_workers
-    from trainlab.tracking.store import resolve_tracking_uri
-    from trainlab.training.processes import processes_for
+    experiment: Any  # the experiment file as written (stored with the study)
+    spec: Any  # its StudySpec, validated as the trials will train
+    gpu_slots: list[str] | None
+    tracking_uri: str
+    storage_url: str
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainlab.studies.quiet import quiet_for_studies
 
     quiet_for_studies()
+    plan = _plan(args)
+    study, storage, parent_run_id = _open_or_resume(plan)
+    _announce(plan, args, parent_run_id)
+    return _run_and_report(plan, args, study, storage, parent_run_id)
+
+
+def _plan(args: argparse.Namespace) -> StudyPlan:
+    """Validate the arguments and the experiment file; nothing is created yet (bad input: ConfigError)."""
+    from dataclasses import replace
+
+    from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.errors import ConfigError
+    from trainlab.studies.devices import device_slots, trial_gpu_count, visible_gpus, with_devices_per_trial
+    from trainlab.studies.spec import load_study_spec
+    from trainlab.studies.storage import resolve_storage_url
+    from trainlab.tracking.store import resolve_tracking_uri
+
     if args.jobs < 1:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
     if args.devices_per_trial is not None and args.devices_per_trial < 1:
@@ -59,34 +75,55 @@ def run(args: argparse.Namespace) -> int:
     # Validated as the trials will train; stored as written (devices are this invocation's resources).
     as_trained = replace(experiment, run=with_devices_per_trial(experiment.run, args.devices_per_trial))
     spec = load_study_spec(as_trained, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
-    trial_trainer = resolve_run_config(as_trained.run).document["trainer"]
+    trial_trainer = resolve_run_config(as_trained.run).section("trainer")
     gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
     gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
-    if args.refit_best and processes_for(trial_trainer) > 1:
-        raise ConfigError(
-            "--refit-best", expected="a single-process trial config (the refit trains inside this command)",
-            hint="for a multi-device refit, run `trainlab train` on the parent run's best_config.yaml",
-        )
     uri = resolve_tracking_uri(args.tracking_uri)
-    storage_url = resolve_storage_url(args.storage, uri)
+    return StudyPlan(experiment, spec, gpu_slots, uri, resolve_storage_url(args.storage, uri))
+
+
+def _open_or_resume(plan: StudyPlan):
+    """``(study, storage, parent_run_id)``: the study and its parent run, created or found again."""
+    from trainlab.studies.loading import open_study
+    from trainlab.studies.parent_run import ensure_parent_run
+    from trainlab.studies.storage import ClaimLock
+
     # Workers on several machines may start a brand-new study at the same instant: one creates the study
     # and its parent run, the others find both.
-    with ClaimLock(storage_url, spec.name).held():
-        study, storage = open_study(storage_url, spec, experiment)
-        parent_run_id = ensure_parent_run(study, spec, experiment, uri, storage_url)
+    with ClaimLock(plan.storage_url, plan.spec.name).held():
+        study, storage = open_study(plan.storage_url, plan.spec, plan.experiment)
+        parent_run_id = ensure_parent_run(study, plan.spec, plan.experiment, plan.tracking_uri, plan.storage_url)
+    return study, storage, parent_run_id
+
+
+def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> None:
+    from trainlab.studies.storage import public_url
+
+    spec = plan.spec
     budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
     if spec.timeout:
         budget += f", at most {spec.timeout:.0f} s"
     workers = f"{args.jobs} worker(s)"
     if args.devices_per_trial:
         workers += f", {args.devices_per_trial} device(s) per trial"
-    if gpu_slots:
-        workers += f" on GPUs {' | '.join(gpu_slots)}"
+    if plan.gpu_slots:
+        workers += f" on GPUs {' | '.join(plan.gpu_slots)}"
     print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
-    print(f"storage: {public_url(storage_url)}\ntracking: {uri}  (parent run {parent_run_id})", flush=True)
+    print(f"storage: {public_url(plan.storage_url)}\ntracking: {plan.tracking_uri}  (parent run {parent_run_id})", flush=True)
 
+
+def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str) -> int:
+    """Run the workers, then report on the parent run (ended unless trials still run elsewhere) and refit."""
+    from trainlab.errors import ConfigError
+    from trainlab.studies.parent_run import end_parent_run
+    from trainlab.studies.report import write_study_report
+    from trainlab.studies.stale import reap_dead_trials
+    from trainlab.studies.storage import public_url
+    from trainlab.studies.worker import WorkerSettings, run_workers
+
+    spec, uri = plan.spec, plan.tracking_uri
     settings = WorkerSettings(
-        storage_url=storage_url,
+        storage_url=plan.storage_url,
         study_name=spec.name,
         tracking_uri=uri,
         n_trials=spec.n_trials,
@@ -97,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     )
     status, reason, code = "FINISHED", None, 0
     try:
-        codes = run_workers(settings, args.jobs, gpu_slots)
+        codes = run_workers(settings, args.jobs, plan.gpu_slots)
         if any(codes):
             code = 2 if 2 in codes else 1
             status, reason = "FAILED", f"worker exit codes {codes}"
@@ -131,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
         refit = refit_best(study, spec, uri, parent_run_id)
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
-    print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(storage_url)}")
+    print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(plan.storage_url)}")
     return code
 
 

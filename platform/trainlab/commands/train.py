@@ -21,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trainlab.config import load_experiment, resolve_run_config
     from trainlab.tracking.store import resolve_tracking_uri
-    from trainlab.training import fit_run
-    from trainlab.training.fit_run import RunEnded
+    from trainlab.training import RunEnded, launch
 
     experiment = load_experiment(args.file, args.overrides)
     config = resolve_run_config(experiment.run)
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
-        result = fit_run(config, uri)
+        # One process: trains here. Several: a process group of its own, so that Lightning re-executes the
+        # group's member, not this command. Under torchrun every rank trains here.
+        result = launch(config, uri)
     except RunEnded as ended:
         who = f"run {ended.result.run_id}" if ended.result.run_id else "a non-zero rank of the run"
         print(f"trainlab: {who} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         return 1
     if result.run_id is None:
-        return 0  # a DDP rank other than 0: rank 0 reports
+        return 0  # a torchrun rank other than 0: rank 0 reports
     summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
     print(f"run {result.run_id} {result.status}  {summary}")
     browse = uri if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {uri}"

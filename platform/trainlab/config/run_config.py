@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import yaml
@@ -20,25 +20,51 @@ _POSITIVE_OPTIMIZER_ARGS = ("lr",)
 _NON_NEGATIVE_OPTIMIZER_ARGS = ("weight_decay", "momentum", "alpha", "eps", "lr_decay")
 
 
-@dataclass
+@dataclass(frozen=True, init=False)
 class RunConfig:
     """A validated, fully resolved run config: every default filled, every class path complete.
 
-    ``document`` is a plain dict; written as YAML it is a valid experiment file that reproduces the run.
+    Frozen: ``document`` hands out a deep copy of the plain dict it holds, so no caller can change a
+    validated config behind another's back; :meth:`with_values` makes a new one. Written as YAML, the
+    document is a valid experiment file that reproduces the run.
+
+    Example::
+
+        config.with_values({"model.init_args.num_classes": 10}).document["model"]["init_args"]["num_classes"]  # 10
     """
 
-    document: dict[str, Any]
+    _document: dict[str, Any] = field(repr=False)
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        object.__setattr__(self, "_document", copy.deepcopy(document))
+
+    @property
+    def document(self) -> dict[str, Any]:
+        return copy.deepcopy(self._document)
 
     @property
     def seed(self) -> Optional[int]:
-        return self.document.get("seed_everything")
+        return self._document.get("seed_everything")
 
     @property
     def tracking(self) -> dict[str, Any]:
-        return self.document["tracking"]
+        return copy.deepcopy(self._document["tracking"])
+
+    def section(self, name: str) -> Any:
+        """A copy of one top-level section (``trainer``, ``model``, ...); None when absent."""
+        return copy.deepcopy(self._document.get(name))
+
+    def with_values(self, values: dict[str, Any]) -> "RunConfig":
+        """A new config with the dotted keys in ``values`` set (``{"trainer.max_epochs": 3}``)."""
+        from trainlab.config.experiment import set_dotted
+
+        document = self.document
+        for key, value in values.items():
+            set_dotted(document, key, value)
+        return RunConfig(document)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.document, sort_keys=False)
+        return yaml.safe_dump(self._document, sort_keys=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,21 +110,12 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     _check_diagnostics(document)
     seed = document.get("seed_everything")
     if seed is True:
-        # LightningCLI semantics: true means "pick a seed"; record it so the run can be repeated.
-        document["seed_everything"] = _inherited_ddp_seed() or random.randint(0, 2**31 - 1)
+        # LightningCLI semantics: true means "pick a seed"; record it so the run can be repeated. Ranks of a
+        # process group get the resolved config from their launcher, so they never draw one of their own.
+        document["seed_everything"] = random.randint(0, 2**31 - 1)
     elif seed is False:
         document["seed_everything"] = None
-    return RunConfig(document=document)
-
-
-def _inherited_ddp_seed() -> int | None:
-    """Lightning re-executes the command for DDP ranks > 0; they must draw rank 0's seed, which
-    seed_everything left in PL_GLOBAL_SEED of the environment they inherited."""
-    import os
-
-    if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get("PL_GLOBAL_SEED"):
-        return int(os.environ["PL_GLOBAL_SEED"])
-    return None
+    return RunConfig(document)
 
 
 def _check_optimization(document: dict[str, Any]) -> None:

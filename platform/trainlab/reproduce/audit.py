@@ -9,8 +9,6 @@ Each :class:`Difference` carries its effect:
 
 from __future__ import annotations
 
-import copy
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,23 +102,16 @@ def audit(
 def state_now(config) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The environment and data fingerprint a re-run of ``config`` (a RunConfig) will have, found without training.
 
-    Loads the datamodule and builds a Trainer from the config, as fit_run does, so devices, world size,
-    precision and the torch determinism flags are the ones the re-run will use.
+    Sets the run up with :func:`~trainlab.training.prepare.prepare_run`, the set-up fit_run trains with, so
+    devices, world size, precision, seeding and the determinism flags are the ones the re-run will use.
     """
-    import lightning as L
-
-    from trainlab.config import RunConfig
+    from trainlab.contract import data_fingerprint
     from trainlab.tracking.environment import capture_environment
-    from trainlab.training import build
+    from trainlab.training.prepare import prepare_run
 
-    probe = RunConfig(copy.deepcopy(config.document))
-    datamodule = build.build_datamodule(probe)
-    fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
-    module, _, name = probe.document["model"]["class_path"].rpartition(".")
-    model_class = getattr(importlib.import_module(module), name)
-    trainer = L.Trainer(**build.trainer_arguments(probe), logger=False)
-    environment, _ = capture_environment(trainer, seed=probe.seed, code_of=(model_class, datamodule))
-    return environment, fingerprint
+    prepared = prepare_run(config)
+    environment, _ = capture_environment(prepared.trainer, seed=prepared.config.seed, code_of=(type(prepared.model), prepared.datamodule))
+    return environment, data_fingerprint(prepared.datamodule)
 
 
 def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:

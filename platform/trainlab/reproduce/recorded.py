@@ -117,6 +117,13 @@ def load_recorded(client, run_id: str, required: tuple[str, ...] = (CONFIG, ENVI
     )
 
 
+def recorded_config(client, run_id: str) -> dict[str, Any]:
+    """The resolved config a run logged as ``config.yaml`` (a valid experiment file)."""
+    with tempfile.TemporaryDirectory(prefix="trainlab-config-") as tmp:
+        local = client.download_artifacts(run_id, "config.yaml", tmp)
+        return yaml.safe_load(Path(local).read_text())
+
+
 def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
     """Every metric's points sorted by step; a step written twice keeps its latest value."""
     histories = {}

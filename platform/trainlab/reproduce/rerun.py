@@ -1,6 +1,6 @@
 """Re-running a recorded run through the one training path, and checking that it matched.
 
-    audit (recorded vs now) ─▶ fit_run(recorded config.yaml) ─▶ audit again (what the re-run recorded)
+    audit (recorded vs now) ─▶ launch(recorded config.yaml) ─▶ audit again (what the re-run recorded)
                                                              └▶ compare every curve and final metric
 """
 
@@ -123,7 +123,7 @@ def reproduce(
         return result
 
     new_run_id = _train(config, tracking_uri, original.run_id, result, say)
-    if new_run_id is None:  # a DDP rank other than 0, re-executed by Lightning: rank 0 compares and reports
+    if new_run_id is None:  # a torchrun rank other than 0: rank 0 compares and reports
         return result
     result.rerun = load_recorded(client, new_run_id, required=(), workdir=workdir)
     rerun_environment = result.rerun.environment or now_environment
@@ -143,13 +143,12 @@ def reproduce(
 
 
 def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say) -> str | None:
-    from trainlab.training import fit_run
-    from trainlab.training.fit_run import RunEnded
+    from trainlab.training import RunEnded, launch
 
     say(f"re-running through fit_run into experiment {config.tracking['experiment']} (tag trainlab.reproduces={original_id}) ...")
     tags = {"trainlab.reproduces": original_id, "trainlab.kind": "reproduction"}
     try:
-        run_id = fit_run(config, tracking_uri, tags=tags).run_id
+        run_id = launch(config, tracking_uri, tags=tags).run_id
     except RunEnded as ended:
         result.failure = f"{ended.result.status}: {ended.result.reason}"
         run_id = ended.result.run_id
@@ -161,6 +160,7 @@ def _train(config, tracking_uri: str, original_id: str, result: Reproduction, sa
 def log_reproduction(client, result: Reproduction, text: str, html: str, csv: str) -> None:
     """Verdict as tags, report and comparison table as artifacts, on the new run."""
     from mlflow.entities import RunTag
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
     assert result.rerun is not None and result.comparison is not None
     audit_now = result.after or result.before
@@ -169,10 +169,10 @@ def log_reproduction(client, result: Reproduction, text: str, html: str, csv: st
         "trainlab.reproduction.verdict": "match" if result.matches else "mismatch",
         "trainlab.reproduction.expected": audit_now.expectation,
         "trainlab.reproduction.tolerance": f"{result.tolerance:g}",
-        "trainlab.reproduction.summary": result.verdict()[:5000],
+        "trainlab.reproduction.summary": result.verdict()[:MAX_TAG_VAL_LENGTH],
     }
     if divergence:
-        tags["trainlab.reproduction.first_divergence"] = f"epoch {divergence[0]}: {', '.join(divergence[1])}"[:5000]
+        tags["trainlab.reproduction.first_divergence"] = f"epoch {divergence[0]}: {', '.join(divergence[1])}"[:MAX_TAG_VAL_LENGTH]
     run_id = result.rerun.run_id
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     client.log_text(run_id, text, "reproduction/report.txt")

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainlab.contract import best_by_direction
 from trainlab.errors import ConfigError
 
 STUDY_PREFIX = "study:"
@@ -36,7 +37,7 @@ def objective(client, run_id: str, metric: str, direction: str) -> float:
     values = [m.value for m in client.get_metric_history(run_id, metric) if math.isfinite(m.value)]
     if not values:
         return math.nan
-    return max(values) if direction == "maximize" else min(values)
+    return best_by_direction(values, direction)
 
 
 def find_study(client, name: str, experiment: str | None = None) -> StudyRuns:

@@ -3,7 +3,7 @@
 ``trainlab study … --jobs N --devices-per-trial K`` runs N workers; worker ``i`` sees only its own K GPUs
 (``CUDA_VISIBLE_DEVICES``), so 8 GPUs run 8 one-GPU trials or 2 four-GPU trials side by side. Each trial
 then trains on ``trainer.devices=K``; with K > 1 it is a DDP trial, run as its own process group (see
-:mod:`trainlab.studies.trial_process`). On a CPU machine K processes per trial share the worker's cores.
+:func:`trainlab.training.launch.launch`). On a CPU machine K processes per trial share the worker's cores.
 """
 
 from __future__ import annotations

@@ -86,25 +86,6 @@ def split_experiment(document: dict[str, Any]) -> Experiment:
     return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"))
 
 
-def context_for(
-    study,
-    tracking_uri: str,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    storage_url: str | None = None,
-    devices_per_trial: int | None = None,
-):
-    """The :class:`~trainlab.studies.trial.TrialContext` of ``study``, rebuilt from what it stores."""
-    from trainlab.studies.trial import TrialContext
-
-    experiment = stored_experiment(study)
-    section = experiment.study or {}
-    if n_trials is None and timeout is None and section.get("n_trials") is None and section.get("timeout") is None:
-        n_trials = 1  # budget does not matter to a single re-attached trial
-    spec = load_study_spec(experiment, n_trials=n_trials, timeout=timeout, name=study.study_name, check_run=False)
-    return TrialContext(experiment, spec, tracking_uri, study.user_attrs.get(PARENT_RUN_ATTR), storage_url, devices_per_trial)
-
-
 def _comparable(document: dict[str, Any]) -> dict[str, Any]:
     document = dict(document)
     study = dict(document.get("study") or {})

@@ -1,18 +1,22 @@
 """``--refit-best``: train the best trial's config once more on train+val, test it, log the model.
 
 The refit trains for as many epochs as the best trial needed to reach its best validation value (there
-is no validation split left to pick a checkpoint by), through the same ``fit_run`` as every run, as a
-child of the study's parent run tagged ``trainlab.kind=refit``. The trained model is logged with MLflow's
-PyTorch flavour (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``).
+is no validation split left to pick a checkpoint by), through ``launch`` like every run (a multi-device
+trial's refit trains as a process group too), as a child of the study's parent run tagged
+``trainlab.kind=refit``. The trained model is logged with MLflow's PyTorch flavour where it was trained,
+on rank 0 (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning.pytorch.callbacks import Callback
 
-from trainlab.config.experiment import get_dotted, set_dotted
+from trainlab.contract import best_by_direction
 from trainlab.studies.spec import StudySpec
 from trainlab.studies.trial import MLFLOW_RUN_ATTR
+from trainlab.training.launch import Role
 
 
 class _KeepModel(Callback):
@@ -30,24 +34,55 @@ class _KeepModel(Callback):
         self.model = pl_module
 
 
-def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str):
-    """Returns the refit's ``RunResult``."""
+class RefitRole(Role):
+    """Keeps the trained module and, on rank 0 once the run finished, logs it as the run's ``model``."""
+
+    log_name = "refit_process.log"
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.keep = _KeepModel()
+
+    def to_launch(self) -> dict[str, Any]:
+        return {"tracking_uri": self.tracking_uri}
+
+    @classmethod
+    def from_launch(cls, fields: dict[str, Any]) -> RefitRole:
+        return cls(fields["tracking_uri"])
+
+    def callbacks(self) -> list[Any]:
+        return [self.keep]
+
+    def after_run(self, result) -> None:
+        log_model(self.tracking_uri, result.run_id, self.keep.model, self.keep.example)
+
+
+def log_model(tracking_uri: str, run_id: str, model, example) -> None:
+    """Log ``model`` on the finished run ``run_id`` with MLflow's PyTorch flavour (an MLflow Model)."""
     import lightning
     import mlflow
     import torch
     import torchmetrics
 
+    mlflow.set_tracking_uri(tracking_uri)  # MLflow's model logging works through its fluent, active-run API
+    with mlflow.start_run(run_id=run_id):
+        # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
+        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics.
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
+        mlflow.pytorch.log_model(model.cpu().eval(), name="model", input_example=example, pip_requirements=requirements, serialization_format="pickle")
+
+
+def refit_config(study, spec: StudySpec, tracking_uri: str):
+    """The best trial's recorded config, set to train on train+val for the epochs the trial needed."""
     from trainlab.config import resolve_run_config
-    from trainlab.studies.report import recorded_config
+    from trainlab.config.experiment import get_dotted, set_dotted
+    from trainlab.reproduce.recorded import recorded_config
     from trainlab.tracking.store import tracking_client
-    from trainlab.training import fit_run
 
     best = study.best_trial
-    source_run = best.user_attrs[MLFLOW_RUN_ATTR]
-    document = recorded_config(tracking_client(tracking_uri), source_run)
+    document = recorded_config(tracking_client(tracking_uri), best.user_attrs[MLFLOW_RUN_ATTR])
     steps = best.intermediate_values
-    pick = max if spec.direction == "maximize" else min
-    best_epoch = pick(steps, key=steps.get) if steps else document["trainer"].get("max_epochs", 1) - 1
+    best_epoch = best_by_direction(steps, spec.direction, key=steps.get) if steps else document["trainer"].get("max_epochs", 1) - 1
     set_dotted(document, "trainer.max_epochs", int(best_epoch) + 1)
     set_dotted(document, "trainer.limit_val_batches", 0)
     set_dotted(document, "trainer.num_sanity_val_steps", 0)
@@ -55,15 +90,13 @@ def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str):
     if get_dotted(document, "data.init_args.val_fraction") is not None:
         set_dotted(document, "data.init_args.val_fraction", 0.0)  # validation data joins the training data
     set_dotted(document, "tracking.run_name", f"{spec.name}-refit")
-    keep = _KeepModel()
-    tags = {"trainlab.kind": "refit", "trainlab.study": spec.name, "trainlab.refit_of": source_run, "trainlab.trial": str(best.number)}
-    result = fit_run(resolve_run_config(document), tracking_uri, parent_run_id=parent_run_id, tags=tags, callbacks=[keep])
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=result.run_id):
-        # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
-        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics.
-        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
-        mlflow.pytorch.log_model(
-            keep.model.cpu().eval(), name="model", input_example=keep.example, pip_requirements=requirements, serialization_format="pickle"
-        )
-    return result
+    return resolve_run_config(document)
+
+
+def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str):
+    """Returns the refit's ``RunResult``."""
+    from trainlab.training.launch import launch
+
+    best = study.best_trial
+    tags = {"trainlab.kind": "refit", "trainlab.study": spec.name, "trainlab.refit_of": best.user_attrs[MLFLOW_RUN_ATTR], "trainlab.trial": str(best.number)}
+    return launch(refit_config(study, spec, tracking_uri), tracking_uri, parent_run_id=parent_run_id, tags=tags, role=RefitRole(tracking_uri))

@@ -122,16 +122,11 @@ def _write_trials_csv(study, spec: StudySpec, path: Path) -> None:
             )
 
 
-def recorded_config(client, run_id: str) -> dict[str, Any]:
-    """The resolved config a run logged as ``config.yaml`` (a valid experiment file)."""
-    with tempfile.TemporaryDirectory(prefix="trainlab-config-") as tmp:
-        local = client.download_artifacts(run_id, "config.yaml", tmp)
-        return yaml.safe_load(Path(local).read_text())
-
-
 def _write_best_config(client, spec: StudySpec, summary: StudySummary, folder: Path) -> None:
     """The best trial's own resolved config, renamed: ``trainlab train best_config.yaml`` re-runs it."""
     from mlflow.exceptions import MlflowException
+
+    from trainlab.reproduce.recorded import recorded_config
 
     try:
         document = recorded_config(client, summary.best_run_id)

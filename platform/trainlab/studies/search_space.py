@@ -23,13 +23,12 @@ and in the plots.
 from __future__ import annotations
 
 import copy
-import importlib
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from trainlab.class_paths import find_class, init_parameters
 from trainlab.config.experiment import RUN_SECTIONS, set_dotted
 from trainlab.errors import ConfigError
 
@@ -272,29 +271,13 @@ def _drop_foreign_init_args(run: dict[str, Any], class_path_key: str, class_path
             del init_args[name]
 
 
-def import_class(class_path: Any) -> type | None:
-    """The class at a full dotted path, or None (short names are resolved later, by jsonargparse)."""
-    if not isinstance(class_path, str) or "." not in class_path:
-        return None
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 def _init_parameters(class_path: Any) -> set[str] | None:
-    """Names the class's __init__ accepts, or None when unknown."""
-    cls = import_class(class_path)
+    """Names the class's __init__ accepts, or None when unknown (short name, missing class, ``**kwargs``)."""
+    cls = find_class(class_path)
     if cls is None:
         return None
-    try:
-        parameters = inspect.signature(cls.__init__).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind == p.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
+    names, open_ended = init_parameters(cls)
+    return None if open_ended else names
 
 
 def _encode(choice: Any) -> Any:

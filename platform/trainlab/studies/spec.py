@@ -11,7 +11,7 @@ from trainlab.errors import ConfigError
 from trainlab.studies.devices import check_trial_launchable
 from trainlab.studies.pruners import PRUNERS, build_pruner
 from trainlab.studies.samplers import SAMPLERS, build_sampler
-from trainlab.studies.search_space import SearchSpace, apply_params, import_class, parse_search_space
+from trainlab.studies.search_space import SearchSpace, apply_params, parse_search_space
 
 STUDY_KEYS = ("name", "metric", "direction", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
 DEFAULT_SAMPLER = "tpe"
@@ -143,9 +143,12 @@ def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> 
 
 
 def _model_monitor(document: dict[str, Any]) -> tuple[str, str]:
-    """The metric the model's task watches (``TrainlabTask.monitor``), the natural default objective."""
-    cls = import_class(document["model"]["class_path"])
-    return getattr(cls, "monitor", "val/loss"), getattr(cls, "monitor_mode", "min")
+    """The metric the model watches (its declared contract), the natural default objective."""
+    from trainlab.class_paths import find_class
+    from trainlab.contract import monitored_metric
+
+    monitor = monitored_metric(find_class(document["model"]["class_path"]))
+    return monitor.metric, monitor.mode
 
 
 def _component(value: Any, key: str, known: dict[str, str]) -> dict[str, Any]:

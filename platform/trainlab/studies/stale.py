@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any, Iterator
 
+from trainlab.tracking.end_run import end_mlflow_run
+
 WORKER_ATTR = "trainlab.worker"
 HEARTBEAT_ATTR = "trainlab.heartbeat"
 FAIL_REASON_ATTR = "trainlab.fail_reason"
@@ -78,27 +80,15 @@ def reap_dead_trials(study, storage, tracking_uri: str) -> list[int]:
             continue
         reason = f"trial failed by trainlab: {reason}"
         try:
+            # Optuna's public API sets no user attr on a trial it did not hand out; the reason goes in first.
             storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, KeyError):
             continue  # another worker reaped it, or its own worker finished it after all
+        if study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True).state != TrialState.FAIL:
+            continue  # its own worker finished it in the meantime
         end_mlflow_run(tracking_uri, trial.user_attrs.get("mlflow_run_id"), "FAILED", reason)
         reaped.append(trial.number)
     return reaped
-
-
-def end_mlflow_run(tracking_uri: str, run_id: str | None, status: str, reason: str) -> None:
-    """End ``run_id`` with ``status`` unless it already ended (then its own status stands)."""
-    if not run_id:
-        return
-    from trainlab.tracking.run_record import RUN_STATUS_TAG
-    from trainlab.tracking.store import tracking_client
-
-    client = tracking_client(tracking_uri)
-    if client.get_run(run_id).info.status != "RUNNING":
-        return
-    client.set_tag(run_id, RUN_STATUS_TAG, reason)
-    client.set_terminated(run_id, status)
 
 
 def _process_alive(pid: int, started: float | None) -> bool:

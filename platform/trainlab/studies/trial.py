@@ -1,25 +1,30 @@
-"""One trial: sample values, apply them to the run config, train through ``fit_run``, tell Optuna.
+"""One trial: sample values, apply them to the run config, train through ``launch``, tell Optuna.
 
-A trial is a normal tracked run (``fit_run``, the one training path) with sampled values, a parent run
-and a pruning callback. :func:`attempt_trial` trains it in the process that holds the trial and says how
-it ended (a :class:`TrialOutcome`); :func:`execute_trial` adds the Optuna bookkeeping for the worker that
-asked for the trial, and hands a trial that needs several processes (DDP) to its own process group
-(:mod:`trainlab.studies.trial_process`), whose rank 0 calls :func:`attempt_trial` in turn.
+A trial is a normal tracked run (:func:`~trainlab.training.launch.launch`, the one way a run starts) with
+sampled values, a parent run and a :class:`TrialRole`: its pruning callback, and the trial's MLflow run id
+recorded on the trial as soon as the run exists. A trial that needs several processes (DDP) trains as its
+own process group, whose rank 0 re-attaches to the RUNNING trial through the study storage to report and
+be pruned (:meth:`TrialRole.from_launch`); the worker keeps the trial's heartbeat, waits, and tells Optuna.
+:func:`attempt_trial` trains a trial and says how it ended (a :class:`TrialOutcome`); :func:`execute_trial`
+adds the Optuna bookkeeping.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.config.experiment import Experiment, set_dotted
+from trainlab.contract import best_by_direction
 from trainlab.errors import ConfigError
+from trainlab.studies.loading import PARENT_RUN_ATTR, load_existing_study, stored_experiment
 from trainlab.studies.search_space import apply_params
-from trainlab.studies.spec import StudySpec
+from trainlab.studies.spec import StudySpec, load_study_spec
 from trainlab.studies.stale import FAIL_REASON_ATTR, heartbeat
+from trainlab.training.launch import Role
 
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 TEST_METRICS_ATTR = "trainlab.test_metrics"
@@ -39,7 +44,7 @@ class TrialContext:
 
 @dataclass
 class TrialOutcome:
-    """How one attempt at a trial ended, plain enough to cross from a trial's process group as JSON.
+    """How one attempt at a trial ended.
 
     ``state`` is "complete" (with ``value``), "pruned" or "fail" (with ``reason``); ``fatal`` holds the
     fields of a :class:`MetricNotLogged` error, which stops the whole study.
@@ -49,9 +54,6 @@ class TrialOutcome:
     value: float | None = None
     reason: str | None = None
     fatal: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class MetricNotLogged(ConfigError):
@@ -98,6 +100,80 @@ class TrialPruning(Callback):
             raise optuna.TrialPruned(f"at epoch {epoch} with {self.monitor}={float(value):.4g}")
 
 
+class TrialRole(Role):
+    """A study trial's part in its run: the pruning callback, and the run id recorded on the trial.
+
+    In the worker it holds the live trial. In a trial's process group rank 0 re-attaches to the RUNNING
+    trial through the study storage (with the study's own pruner deciding); ranks > 0 never touch the
+    storage, their pruning callback only follows rank 0's broadcast decision.
+    """
+
+    log_name = "trial_process.log"
+
+    def __init__(self, trial, context: TrialContext | None = None, *, metric: str | None = None) -> None:
+        self.trial = trial
+        self.context = context
+        self.metric = metric or context.spec.metric
+
+    def to_launch(self) -> dict[str, Any]:
+        context = self.context
+        if context is None or context.storage_url is None:
+            raise ValueError("a multi-process trial needs the study's storage URL in its TrialContext")
+        spec = context.spec
+        return {
+            "storage_url": context.storage_url,
+            "study_name": spec.name,
+            "trial_number": self.trial.number,
+            "metric": spec.metric,
+            "pruner": spec.pruner,
+            "max_epochs": spec.max_epochs,
+        }
+
+    @classmethod
+    def from_launch(cls, fields: dict[str, Any]) -> TrialRole:
+        from trainlab.studies.quiet import quiet_for_studies
+        from trainlab.training.processes import is_rank_zero
+
+        quiet_for_studies()  # a trial's process group is as quiet as its worker
+        return cls(_attach(fields) if is_rank_zero() else None, metric=fields["metric"])
+
+    def callbacks(self) -> list[Any]:
+        return [TrialPruning(self.trial, self.metric)]
+
+    def on_run_created(self, run_id: str) -> None:
+        self.trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)
+
+
+def _attach(fields: dict[str, Any]):
+    """The RUNNING trial, re-opened through the storage, with the study's own pruner deciding."""
+    import optuna
+
+    from trainlab.studies.pruners import build_pruner
+
+    study, storage = load_existing_study(fields["storage_url"], fields["study_name"])
+    study.pruner = build_pruner(fields["pruner"], fields["max_epochs"])
+    # Optuna has no public "trial by number" for a running trial; its integrations re-attach the same way.
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, fields["trial_number"])
+    return optuna.trial.Trial(study, trial_id)
+
+
+def context_for(
+    study,
+    tracking_uri: str,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage_url: str | None = None,
+    devices_per_trial: int | None = None,
+) -> TrialContext:
+    """The :class:`TrialContext` of ``study``, rebuilt from what it stores."""
+    experiment = stored_experiment(study)
+    section = experiment.study or {}
+    if n_trials is None and timeout is None and section.get("n_trials") is None and section.get("timeout") is None:
+        n_trials = 1  # budget does not matter to a single re-attached trial
+    spec = load_study_spec(experiment, n_trials=n_trials, timeout=timeout, name=study.study_name, check_run=False)
+    return TrialContext(experiment, spec, tracking_uri, study.user_attrs.get(PARENT_RUN_ATTR), storage_url, devices_per_trial)
+
+
 def trial_config(trial, context: TrialContext):
     """The resolved run config of ``trial``: its sampled values (sampled now, or the ones it already has)
     applied to the study's run config. Raises ``ConfigError`` when they make an invalid config."""
@@ -112,24 +188,17 @@ def trial_config(trial, context: TrialContext):
 
 
 def run_trial(trial, context: TrialContext, config=None) -> float:
-    """Train one trial through ``fit_run`` and return its objective: the best epoch value of the metric.
+    """Train one trial through ``launch`` and return its objective: the best epoch value of the metric.
 
     Raises ``optuna.TrialPruned`` when pruned, ``RunEnded`` when the run failed (its reason recorded in
     MLflow), ``ConfigError`` when the sampled values make an invalid config.
     """
-    from trainlab.training import fit_run
+    from trainlab.training.launch import launch
 
     spec = context.spec
     config = config or trial_config(trial, context)
     tags = {"trainlab.kind": "trial", "trainlab.study": spec.name, "trainlab.trial": str(trial.number)}
-    result = fit_run(
-        config,
-        context.tracking_uri,
-        parent_run_id=context.parent_run_id,
-        tags=tags,
-        callbacks=[TrialPruning(trial, spec.metric)],
-        on_run_created=lambda run_id: trial.set_user_attr(MLFLOW_RUN_ATTR, run_id),
-    )
+    result = launch(config, context.tracking_uri, parent_run_id=context.parent_run_id, tags=tags, role=TrialRole(trial, context))
     trial.set_user_attr(TEST_METRICS_ATTR, {k: v for k, v in result.metrics.items() if k.startswith("test/")})
     return objective_value(result.history, spec)
 
@@ -139,8 +208,7 @@ def objective_value(history: dict[str, list[tuple[int, float]]], spec: StudySpec
     points = history.get(spec.metric)
     if not points:
         raise _metric_not_logged(spec.metric, history)
-    values = [value for _, value in points]
-    best = max(values) if spec.direction == "maximize" else min(values)
+    best = best_by_direction([value for _, value in points], spec.direction)
     if not math.isfinite(best):
         raise FloatingPointError(f"{spec.metric} is {best}")
     return best
@@ -176,19 +244,12 @@ def execute_trial(study, trial, context: TrialContext):
     a :class:`MetricNotLogged` error does (no trial could ever be judged), after its trial is failed.
     Ctrl-C fails the trial and propagates. Returns the FrozenTrial.
     """
-    from trainlab.training.processes import processes_for
-    from trainlab.studies.trial_process import run_in_process_group
-
     try:
         with heartbeat(trial):
             try:
-                config = trial_config(trial, context)
-                ranks = processes_for(config.document["trainer"])
-                outcome = run_in_process_group(trial, context, ranks) if ranks > 1 else attempt_trial(trial, context, config)
+                outcome = attempt_trial(trial, context, trial_config(trial, context))
             except ConfigError as exc:
                 outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
-            except Exception as exc:  # launching a process group can fail too (no memory, no processes left)
-                outcome = TrialOutcome("fail", reason=f"{type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         _fail(study, trial, "interrupted (Ctrl-C or SIGTERM)")
         raise
@@ -209,7 +270,7 @@ def _tell(study, trial, outcome: TrialOutcome):
 
 
 def _fatal(exc: MetricNotLogged) -> dict[str, Any]:
-    return {"key": exc.key, "value": exc.value, "expected": exc.expected}
+    return exc.fields()
 
 
 def _fail(study, trial, reason: str):

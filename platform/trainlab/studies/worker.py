@@ -3,7 +3,7 @@
 ``trainlab study --jobs N`` runs one in its own process and starts N - 1 more as worker processes
 (``python -m trainlab.studies.worker``), all on one storage. Nothing here calls ``study.optimize``;
 trials are asked and told one by one. A trial that needs several processes (DDP) runs as its own process
-group, launched per trial (:mod:`trainlab.studies.trial_process`): Lightning's DDP launcher re-executes
+group, launched per trial (:func:`trainlab.training.launch.launch`): Lightning's DDP launcher re-executes
 the command that started it, and a re-executed worker would be one worker too many.
 
 Budget: ``n_trials`` counts COMPLETE and PRUNED trials; FAILED ones do not count, so a failure is
@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-import warnings
 from dataclasses import asdict, dataclass
 
 POLL_S = 2.0
@@ -47,12 +44,13 @@ class WorkerSettings:
 
 def run_worker(settings: WorkerSettings) -> None:
     """Claim and run trials until the budget is met or the deadline passes."""
-    from trainlab.studies.loading import context_for, load_existing_study
+    from trainlab.studies.loading import load_existing_study
     from trainlab.studies.progress import ProgressPrinter
     from trainlab.studies.pruners import build_pruner
+    from trainlab.studies.quiet import quiet_for_studies
     from trainlab.studies.stale import reap_dead_trials
     from trainlab.studies.storage import ClaimLock
-    from trainlab.studies.trial import execute_trial
+    from trainlab.studies.trial import context_for, execute_trial
 
     quiet_for_studies()
     study, storage = load_existing_study(settings.storage_url, settings.study_name)
@@ -153,21 +151,6 @@ def _start_worker(settings: WorkerSettings, threads: int, gpus: str | None) -> s
     )
 
 
-def quiet_for_studies() -> None:
-    """One progress line per trial is the study's output; Lightning's per-run banners would bury it."""
-    import optuna
-
-    from trainlab.training.quiet import quiet_lightning
-
-    quiet_lightning()
-    # Trials switch optimizers; LearningRateMonitor's note that one has no momentum is expected there.
-    warnings.filterwarnings("ignore", message=r".*log_momentum=True, but some optimizers do not have momentum.*")
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
 def _grid_done(study, trials) -> bool:
     """A grid sampler whose every point has been tried (retries queued aside) ends the study, whatever n_trials says."""
     from optuna.trial import TrialState
@@ -214,12 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this worker")
     args = parser.parse_args(argv)
 
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+    from trainlab.training.processes import die_with_parent, interrupt_on_sigterm
 
-    signal.signal(signal.SIGTERM, interrupt)
-    from trainlab.training.processes import die_with_parent
-
+    interrupt_on_sigterm()
     die_with_parent()
     if args.threads:
         import torch

@@ -1,16 +1,16 @@
-"""Instantiating what a run config describes: datamodule, model, trainer callbacks.
+"""Instantiating what a run config describes: datamodule, model, trainer callbacks (see ``prepare.py``).
 
 Everything here runs before the MLflow run exists, so bad values surface as ConfigError and leave no trace.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
 from typing import Any
 
+from trainlab.class_paths import import_class, init_parameters
 from trainlab.config import RunConfig
 from trainlab.config.parse_errors import translate
+from trainlab.contract import accepts_optimization, data_facts
 from trainlab.errors import ConfigError
 
 
@@ -18,7 +18,7 @@ def build_datamodule(config: RunConfig):
     """Instantiate and load the data, so a missing dataset is reported before any run is created."""
     from lightning.pytorch.cli import instantiate_class
 
-    section = config.document["data"]
+    section = config.section("data")
     try:
         datamodule = instantiate_class((), section)
     except ConfigError:
@@ -32,24 +32,17 @@ def build_datamodule(config: RunConfig):
     return datamodule
 
 
-def fill_model_shapes(config: RunConfig, datamodule) -> None:
-    """Fill ``num_classes``/``input_shape`` (and any other fact the datamodule describes) left unset in the model.
-
-    The filled values go into the resolved config, so the logged ``config.yaml`` states them explicitly.
-    """
-    describe = getattr(datamodule, "describe", None)
-    if describe is None:
-        return
-    from jsonargparse import ArgumentParser  # noqa: F401  (keeps import order consistent with run_parser)
-
-    model_section = config.document["model"]
-    cls = _import_class(model_section["class_path"])
-    accepted = _init_parameters(cls)
-    init_args = model_section.setdefault("init_args", {}) or {}
-    model_section["init_args"] = init_args
-    for name, value in describe().items():
-        if name in accepted and init_args.get(name) is None:
-            init_args[name] = value
+def with_data_facts(config: RunConfig, datamodule) -> RunConfig:
+    """A new config with ``num_classes``/``input_shape`` (any fact ``datamodule.describe()`` states) filled
+    into the model's ``__init__`` arguments left unset, so the logged ``config.yaml`` states them explicitly."""
+    facts = data_facts(datamodule)
+    if not facts:
+        return config
+    model_section = config.section("model")
+    accepted, _ = init_parameters(import_class(model_section["class_path"]))
+    init_args = model_section.get("init_args") or {}
+    filled = {name: value for name, value in facts.items() if name in accepted and init_args.get(name) is None}
+    return config.with_values({f"model.init_args.{name}": value for name, value in filled.items()}) if filled else config
 
 
 def build_model(config: RunConfig):
@@ -57,10 +50,9 @@ def build_model(config: RunConfig):
     from trainlab.config.run_config import run_parser
 
     parser = run_parser()
-    section = config.document["model"]
     try:
-        # parse_object converts values in place (ints become PositiveInt); keep the document plain.
-        namespace = parser.parse_object(copy.deepcopy({"model": section, "data": config.document["data"]}))
+        # parse_object converts values in place (ints become PositiveInt): it gets copies, the config stays plain.
+        namespace = parser.parse_object({"model": config.section("model"), "data": config.section("data")})
         model = parser.instantiate(namespace)["model"]
     except ConfigError:
         raise
@@ -68,10 +60,10 @@ def build_model(config: RunConfig):
         if isinstance(exc.__cause__, ConfigError):  # a model that names the bad key itself
             raise exc.__cause__ from None
         raise translate(str(exc)) from None
-    set_optimization = getattr(model, "set_optimization", None)
-    if set_optimization is not None:
-        set_optimization(config.document.get("optimizer"), config.document.get("lr_scheduler"))
-    elif config.document.get("optimizer") or config.document.get("lr_scheduler"):
+    optimizer, lr_scheduler = config.section("optimizer"), config.section("lr_scheduler")
+    if accepts_optimization(model):
+        model.set_optimization(optimizer, lr_scheduler)
+    elif optimizer or lr_scheduler:
         raise ConfigError(
             "optimizer",
             expected="no optimizer section for a model that configures its own optimizers",
@@ -84,7 +76,7 @@ def build_user_callbacks(config: RunConfig) -> list:
     from lightning.pytorch.cli import instantiate_class
 
     callbacks = []
-    for index, spec in enumerate(config.document["trainer"].get("callbacks") or []):
+    for index, spec in enumerate(config.section("trainer").get("callbacks") or []):
         try:
             callbacks.append(instantiate_class((), spec) if isinstance(spec, dict) else spec)
         except Exception as exc:
@@ -94,21 +86,4 @@ def build_user_callbacks(config: RunConfig) -> list:
 
 def trainer_arguments(config: RunConfig) -> dict[str, Any]:
     """Trainer keyword arguments from the config, minus what trainlab wires itself (logger, callbacks)."""
-    return {key: value for key, value in config.document["trainer"].items() if key not in ("callbacks", "logger")}
-
-
-def _import_class(class_path: str):
-    module, _, name = class_path.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
-
-
-def _init_parameters(cls) -> set[str]:
-    names: set[str] = set()
-    for klass in inspect.getmro(cls):
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
+    return {key: value for key, value in config.section("trainer").items() if key not in ("callbacks", "logger")}

@@ -1,23 +1,20 @@
 """Process groups of our own: how many processes Lightning runs for a ``trainer`` section, and how to
 launch, follow and stop a group of them.
 
-Lightning's ``ddp`` strategy re-executes the launching command for every extra rank. Commands that must
-not be re-executed (a study worker, ``trainlab confirm`` with its loop over seeds) ask
-:func:`processes_for` first and, when it is more than one, start the training with :func:`run_as_group`
-as ``python -m <module> --launch launch.json`` (:mod:`trainlab.studies.trial_process`,
-:mod:`trainlab.training.process_group`), whose ``main`` is :func:`group_member_main` on every rank.
+Lightning's ``ddp`` strategy re-executes the launching command for every extra rank, so
+:func:`~trainlab.training.launch.launch` asks :func:`processes_for` first and, when it is more than one,
+starts the training with :func:`run_as_group` as ``python -m trainlab.training.group_member --launch
+launch.json``, whose every rank calls :func:`follow_the_group`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +50,25 @@ def group_environment(threads: int) -> dict[str, str]:
 
 
 def is_rank_zero() -> bool:
-    return os.environ.get("LOCAL_RANK", "0") == "0"  # Lightning sets it for the ranks it re-executes
+    """Whether this process is global rank 0, as Lightning counts ranks (``RANK``, ``LOCAL_RANK``, SLURM, ...)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
+def started_as_rank() -> bool:
+    """Whether something outside trainlab already started this process as one rank of a run: torchrun
+    (``RANK``), or ``srun`` with several tasks. Such a run trains in-process, never as a group of its own."""
+    return "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM behaves like Ctrl-C: the run in progress ends KILLED instead of being left RUNNING."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_as_group(module: str, launch: dict[str, Any], folder: Path, log_name: str) -> tuple[int, Path]:
@@ -73,24 +88,6 @@ def run_as_group(module: str, launch: dict[str, Any], folder: Path, log_name: st
         except BaseException:
             stop_group(process)
             raise
-
-
-def group_member_main(argv: list[str] | None, prog: str, description: str | None, run: Callable[[dict[str, Any]], None], quiet: Callable[[], None]) -> int:
-    """The ``main`` of a module that :func:`run_as_group` starts, on every rank Lightning re-executes."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--launch", required=True, help="the launch file the launching command wrote")
-    args = parser.parse_args(argv)
-    follow_the_group()
-    launch = json.loads(Path(args.launch).read_text())
-    import torch
-
-    torch.set_num_threads(launch["threads"])
-    quiet()
-    try:
-        run(launch)
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 def keep_output(tracking_uri: str, run_id: str | None, log_path: Path) -> None:
@@ -149,10 +146,7 @@ def follow_the_group() -> None:
     Rank 0 gets SIGINT when its launcher dies (even by kill -9) and ends its run KILLED; Lightning then
     kills the other ranks, which own nothing and get SIGKILL should rank 0 vanish first.
     """
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when the launcher was started with SIGINT ignored
     die_with_parent(signal.SIGINT if is_rank_zero() else signal.SIGKILL)
 

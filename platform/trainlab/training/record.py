@@ -1,0 +1,104 @@
+"""Recording a run in MLflow (rank 0 only): create it, log what went in, log what came out.
+
+:func:`~trainlab.training.fit_run.fit_run` calls these in order: :func:`create_record` before training,
+:func:`record_inputs` (params, config, model summary, environment, data fingerprint), then after the test
+:func:`record_outputs` (best-epoch metrics, learning curves, best weights).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from trainlab.config import RunConfig
+from trainlab.contract import data_fingerprint, monitored_metric
+from trainlab.tracking.run_record import RunRecord, flatten
+from trainlab.training.prepare import PreparedRun
+
+
+def create_record(config: RunConfig, uri: str, parent_run_id: str | None, tags: Mapping[str, str] | None) -> RunRecord:
+    import trainlab
+
+    tracking = config.tracking
+    all_tags = {"trainlab.version": trainlab.__version__, **(tracking.get("tags") or {}), **(tags or {})}
+    return RunRecord.create(
+        uri,
+        experiment=tracking["experiment"],
+        run_name=tracking.get("run_name"),
+        tags=all_tags,
+        parent_run_id=parent_run_id,
+        description=tracking.get("description"),
+    )
+
+
+def attach_logger(trainer, record: RunRecord):
+    from trainlab.tracking.logger import EpochMLFlowLogger
+
+    logger = EpochMLFlowLogger(run_id=record.run_id, tracking_uri=record.tracking_uri, experiment_name=record.experiment_name)
+    logger.follow_epochs_of(lambda: trainer.current_epoch)
+    trainer.logger = logger
+    return logger
+
+
+def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    from trainlab.tracking.environment import capture_environment
+    from trainlab.tracking.parameters import parameter_table
+
+    config, model, datamodule = prepared.config, prepared.model, prepared.datamodule
+    summary = ModelSummary(model, max_depth=-1)
+    params = {key: value for key, value in flatten(config.document).items() if not key.startswith("tracking.")}
+    params.update({"model.params_total": summary.total_parameters, "model.params_trainable": summary.trainable_parameters})
+    record.log_params(params)
+    record.log_text(config.to_yaml(), "config.yaml")
+    record.log_text(str(summary), "model_summary.txt")
+    record.log_text(parameter_table(model), "model/parameters.csv")
+    environment, diff = capture_environment(prepared.trainer, seed=config.seed, code_of=(model, datamodule))
+    record.log_json(environment, "environment.json")
+    if diff:
+        record.log_text(diff, "code.diff")
+    reproducibility = environment["reproducibility"]
+    tags = {"trainlab.reproducibility": reproducibility["label"]}
+    if reproducibility["reasons"]:
+        tags["trainlab.reproducibility.reasons"] = "; ".join(reproducibility["reasons"])
+    if environment["git"].get("commit"):
+        tags["mlflow.source.git.commit"] = environment["git"]["commit"]
+    record.set_tags(tags)
+    fingerprint = data_fingerprint(datamodule)
+    if fingerprint is not None:
+        record.log_json(fingerprint, "data_fingerprint.json")
+
+
+def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: dict[str, float]) -> None:
+    import torch
+
+    from trainlab.tracking.plots import learning_curves_figure
+
+    checkpoint = prepared.checkpoint
+    extra = {key: value for key, value in metrics.items() if key.startswith("best/")}
+    record.log_metrics(extra, step=0)
+    main = monitored_metric(prepared.model, prepared.config).metric.split("/")[-1]
+    record.log_figure(learning_curves_figure(logger.history, ("loss", main) if main != "loss" else ("loss",)), "plots/learning_curves.png")
+    if checkpoint is not None and checkpoint.best_model_path:
+        # Weights only, as plain tensors and numbers: loadable with torch.load(..., weights_only=True).
+        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        weights = {
+            "state_dict": saved["state_dict"],
+            "epoch": int(saved.get("epoch", -1)),
+            "monitor": checkpoint.monitor,
+            "score": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        }
+        path = os.path.join(os.path.dirname(checkpoint.best_model_path), "best.pt")
+        torch.save(weights, path)
+        record.log_file(path, "checkpoints")
+
+
+def save_what_we_can(record: RunRecord, logger) -> None:
+    """On failure keep every metric already computed; a second error here must not hide the first."""
+    if logger is None:
+        return
+    try:
+        logger.flush()
+    except Exception:
+        pass
