@@ -32,7 +32,6 @@ class TensorBatchLoader:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
-        drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
         equal_shards: bool = False,
@@ -42,7 +41,6 @@ class TensorBatchLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
         self.equal_shards = equal_shards
@@ -59,8 +57,6 @@ class TensorBatchLoader:
         return len(range(self.rank, total, self.world_size))
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
 
     def _indices(self) -> torch.Tensor | None:

@@ -21,8 +21,6 @@ INFO = "no effect expected"
 _HARDWARE_KEYS = ("cpu", "cpu_capability", "torch_threads", "gpus", "driver", "cuda", "cudnn")
 _DISTRIBUTED_KEYS = ("world_size", "num_nodes", "devices", "accelerator", "strategy")
 _BLOCKING_REASONS = {"config": "config.yaml was edited after the run", "data": "the data differ from what the run used"}
-# Set by fit_run itself when training starts, so only a finished re-run can show them.
-SET_AT_TRAINING_START = ("CUBLAS_WORKSPACE_CONFIG", "seed_workers")
 
 
 @dataclass
@@ -77,12 +75,13 @@ def audit(
     *,
     config_edits: list[tuple[str, str | None, str | None]] = (),
     now_config: dict[str, Any] | None = None,
-    skip: tuple[str, ...] = (),
 ) -> Audit:
     """Compare a recorded run with the environment and data a re-run has (or will have) now.
 
     ``config_edits`` come from :func:`trainlab.reproduce.recorded.config_edits`; ``now_config`` is the
-    config as it resolves today (new defaults show up there); ``skip`` names determinism keys not known yet.
+    config as it resolves today (new defaults show up there). ``now_environment`` comes from
+    :func:`state_now` (set up by ``prepare_run``, so seeding and determinism flags are already known) or
+    from the re-run itself.
     """
     differences = [Difference(f"config: {key}", _show(logged), _show(edited), SAME_EXPERIMENT) for key, logged, edited in config_edits]
     if recorded_config is not None and now_config is not None:
@@ -93,7 +92,7 @@ def audit(
         differences.append(Difference("environment", "not recorded", "-", EXACTNESS))
         label, reasons = None, []
     else:
-        differences += environment_differences(recorded_environment, now_environment, skip=skip)
+        differences += environment_differences(recorded_environment, now_environment)
         reproducibility = recorded_environment.get("reproducibility") or {}
         label, reasons = reproducibility.get("label"), list(reproducibility.get("reasons") or [])
     return Audit(differences, label, reasons)
@@ -142,7 +141,7 @@ def data_differences(recorded: dict[str, Any] | None, now: dict[str, Any] | None
     return rows
 
 
-def environment_differences(recorded: dict[str, Any], now: dict[str, Any], skip: tuple[str, ...] = ()) -> list[Difference]:
+def environment_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[Difference]:
     rows = []
     if recorded.get("python") != now.get("python"):
         rows.append(Difference("packages: python", _show(recorded.get("python")), _show(now.get("python")), EXACTNESS))
@@ -162,7 +161,7 @@ def environment_differences(recorded: dict[str, Any], now: dict[str, Any], skip:
     rows += _section(recorded, now, "hardware", _HARDWARE_KEYS, EXACTNESS)
     rows += _section(recorded, now, "distributed", _DISTRIBUTED_KEYS, EXACTNESS)
     determinism_keys = sorted(set(recorded.get("determinism") or {}) | set(now.get("determinism") or {}))
-    rows += _section(recorded, now, "determinism", tuple(k for k in determinism_keys if k not in skip), EXACTNESS)
+    rows += _section(recorded, now, "determinism", tuple(determinism_keys), EXACTNESS)
     rows += code_differences(recorded, now)
     if recorded.get("platform") != now.get("platform"):
         rows.append(Difference("platform", _show(recorded.get("platform")), _show(now.get("platform")), INFO))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.errors import ConfigError
-from trainlab.reproduce.audit import SET_AT_TRAINING_START, Audit, audit, state_now
+from trainlab.reproduce.audit import Audit, audit, state_now
 from trainlab.reproduce.compare import Comparison, compare_histories
 from trainlab.reproduce.recorded import RecordedRun, config_edits, load_recorded
 from trainlab.tracking.environment import EXACT
@@ -113,7 +113,6 @@ def reproduce(
         now_data,
         config_edits=config_edits(original, config.document),
         now_config=config.document,
-        skip=SET_AT_TRAINING_START,
     )
     chosen = tolerance if tolerance is not None else (0.0 if before.expectation == EXACT else STATISTICAL_TOLERANCE)
     result = Reproduction(original, before, chosen)

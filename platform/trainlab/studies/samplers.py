@@ -21,6 +21,8 @@ SAMPLERS = {
 }
 # Parallel workers would otherwise all propose the same point while the first trials are still running.
 _DEFAULT_OPTIONS = {"tpe": {"constant_liar": True}}
+# Samplers whose seed defines one shared sequence, not a random stream per trial.
+_ONE_SEED_SAMPLERS = ("qmc",)
 
 
 def build_sampler(settings: dict[str, Any], space: SearchSpace, seed_offset: int = 0):
@@ -28,7 +30,9 @@ def build_sampler(settings: dict[str, Any], space: SearchSpace, seed_offset: int
 
     ``seed_offset`` (the number of the trial about to be asked) gives each trial its own random stream
     derived from the study seed: a resumed study or a second worker does not replay the first trials'
-    random draws, and a one-worker study stays repeatable trial by trial.
+    random draws, and a one-worker study stays repeatable trial by trial. Not for QMC: a scrambled QMC
+    sequence is one sequence only when every worker and every trial shares the study's seed (Optuna's
+    docs: QMCSampler "must share the same seed"); it numbers its points through the study storage.
     """
     import optuna
 
@@ -36,7 +40,7 @@ def build_sampler(settings: dict[str, Any], space: SearchSpace, seed_offset: int
     options = {**_DEFAULT_OPTIONS.get(kind, {}), **{k: v for k, v in settings.items() if k not in ("type", "seed")}}
     seed = settings.get("seed")
     if seed is not None:
-        options["seed"] = int(seed) + seed_offset
+        options["seed"] = int(seed) + (0 if kind in _ONE_SEED_SAMPLERS else seed_offset)
     if kind == "grid":
         options.setdefault("search_space", grid_of(space))
     cls = _GridSampler() if kind == "grid" else getattr(optuna.samplers, SAMPLERS[kind])

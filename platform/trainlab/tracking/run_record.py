@@ -31,10 +31,9 @@ class RunRecord:
         record.end("FINISHED")
     """
 
-    def __init__(self, client, run_id: str, experiment_id: str, experiment_name: str, tracking_uri: str) -> None:
+    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str) -> None:
         self.client = client
         self.run_id = run_id
-        self.experiment_id = experiment_id
         self.experiment_name = experiment_name
         self.tracking_uri = tracking_uri
         self.ended = False
@@ -61,7 +60,7 @@ class RunRecord:
         if description:
             all_tags[MLFLOW_RUN_NOTE] = description
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        return cls(client, run.info.run_id, experiment_id, experiment, tracking_uri)
+        return cls(client, run.info.run_id, experiment, tracking_uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -106,7 +105,9 @@ class RunRecord:
         if self.ended:
             return
         if reason:
-            self.set_tags({RUN_STATUS_TAG: reason[:5000]})
+            from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+            self.set_tags({RUN_STATUS_TAG: reason[:MAX_TAG_VAL_LENGTH]})
         self.client.set_terminated(self.run_id, status)
         self.ended = True
 

@@ -165,7 +165,11 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
 
 
 def _device_count(devices: Any, accelerator: Any) -> int:
-    """Lightning's meaning of ``trainer.devices``: a count, a list of indices, "0,1", -1 or "auto" (all)."""
+    """Lightning's meaning of ``trainer.devices``: a count, a list of indices, "0,1", -1 or "auto" (all).
+
+    Not Lightning's ``Accelerator.parse_devices``: it validates against the devices present (a CPU box
+    refuses ``[0, 1]``, a GPU accelerator without GPUs raises), while this counts what a config asks for,
+    before the machine that will run it is known (a study planned here, trained on a worker's GPUs)."""
     if isinstance(devices, (list, tuple)):
         return len(devices)
     if isinstance(devices, str):
