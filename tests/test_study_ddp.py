@@ -84,6 +84,9 @@ def test_two_process_trials_make_one_study_one_parent_and_one_child_run_each(wor
     failed = by_lr[1e6].user_attrs["mlflow_run_id"]
     log = open(mlflow_client.download_artifacts(failed, "logs/trial_process.log", str(workdir))).read()
     assert "NonFiniteError" in log or "non-finite" in log, "the group's output is kept on the trial's run"
+    # Ranks > 0 of a successful trial end quietly: no traceback, no minute-long wait to be killed.
+    log = open(mlflow_client.download_artifacts(complete, "logs/trial_process.log", str(workdir / "complete"))).read()
+    assert "Traceback" not in log, log[-3000:]
 
     # `trainlab confirm` loops over seeds in one process: each DDP re-run gets a process group of its own.
     confirmed = cli("confirm", "ddp", "--top-k", "1", "--seeds", "2")
@@ -102,12 +105,22 @@ def test_a_trial_config_asking_for_ddp_runs_as_a_process_group_too(workdir, cli,
         {"model.init_args.dropout": {"low": 0.0, "high": 0.2}},
         max_epochs=1,
     )
-    result = cli("study", str(path), "trainer.devices=2", "trainer.strategy=ddp")
+    result = cli("study", str(path), "trainer.devices=2", "trainer.strategy=ddp", "--refit-best")
     assert result.code == 0, result
     (trial,) = _study(workdir, "ddp-config").trials
     assert trial.state.name == "COMPLETE"
     (run,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "trial"]
     assert run.info.run_id == trial.user_attrs["mlflow_run_id"] and run.info.status == "FINISHED"
+
+    # The refit of a 2-process trial trains as a process group too; rank 0 logs the trained model.
+    (refit,) = [r for r in all_runs(tracking_uri) if r.data.tags.get("trainlab.kind") == "refit"]
+    assert refit.info.status == "FINISHED" and refit.data.params["trainer.devices"] == "2"
+    import mlflow.pytorch
+    import torch
+
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pytorch.load_model(f"runs:/{refit.info.run_id}/model")
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_a_group_whose_rank_0_vanishes_fails_its_trial_and_run(workdir, cli, tracking_uri, monkeypatch):
