@@ -1,0 +1,32 @@
+"""The model/datamodule contract: a plain LightningModule is a first-class citizen; a declared contract is read
+in one place; the set-up fills datamodule facts into a new config and never changes a validated one."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from conftest import STUDIES
+
+
+def test_a_plain_module_gets_the_fallbacks_and_a_declared_one_its_own():
+    from trainlab.contract import Monitor, data_facts, data_fingerprint, monitored_metric, task_type
+    from trainlab.models import MLPClassifier
+
+    assert monitored_metric(L.LightningModule()) == Monitor("val/loss", "min")
+    assert monitored_metric(MLPClassifier) == Monitor("val/acc", "max") and monitored_metric(MLPClassifier).direction == "maximize"
+    assert task_type(L.LightningModule()) is None and task_type(MLPClassifier) == "classification"
+    assert data_facts(L.LightningDataModule()) == {} and data_fingerprint(L.LightningDataModule()) is None
+
+
+def test_prepare_run_fills_data_facts_into_a_new_config_and_leaves_the_resolved_one_as_it_was():
+    from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.training import prepare_run
+
+    config = resolve_run_config(load_experiment(STUDIES / "digits_mlp.yaml", ["trainer.max_epochs=1"]).run)
+    before = config.to_yaml()
+    prepared = prepare_run(config)
+    assert prepared.config.document["model"]["init_args"]["num_classes"] == 10
+    assert config.to_yaml() == before, "the validated config is frozen"
+    config.document["model"]["init_args"]["num_classes"] = 3  # a copy: the config itself cannot be changed
+    assert config.to_yaml() == before
+    assert prepared.checkpoint.monitor == "val/acc" and prepared.trainer.max_epochs == 1
