@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from trainlab.errors import ConfigError
+from trainlab.errors import InputError
 
 # command name -> (module under trainlab.commands, one-line help)
 COMMANDS = {
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
         interrupt_on_sigterm()
         return int(args.handler(args) or 0)
-    except ConfigError as exc:
+    except InputError as exc:
         if debug:
             traceback.print_exc()
         print(f"trainlab: error: {exc.message}", file=sys.stderr)
