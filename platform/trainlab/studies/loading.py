@@ -15,7 +15,7 @@ from trainlab.config.experiment import Experiment
 from trainlab.errors import ConfigError
 from trainlab.studies.pruners import build_pruner
 from trainlab.studies.samplers import build_sampler
-from trainlab.studies.spec import StudySpec, load_study_spec
+from trainlab.studies.spec import StudySpec
 from trainlab.studies.storage import open_storage, public_url
 
 EXPERIMENT_ATTR = "trainlab.experiment"
