@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -19,6 +20,7 @@ COMMANDS = {
     "reproduce": ("reproduce", "re-run a tracked run and check that it matched"),
     "diff": ("diff", "explain why two tracked runs differ"),
     "confirm": ("confirm", "re-run a study's top trials over several seeds"),
+    "export": ("export", "write a run's recorded config as a file LightningCLI accepts"),
 }
 
 
@@ -80,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
+        from trainlab.config.import_paths import make_importable
         from trainlab.training.processes import interrupt_on_sigterm
 
         interrupt_on_sigterm()
+        make_importable(os.getcwd())  # as with `python -m`: the user's packages in the working directory import
         return int(args.handler(args) or 0)
     except InputError as exc:
         if debug:

@@ -5,12 +5,16 @@ can be searched over as they are. A class that declares an item gets more from t
 
 ==========================  ==============================================================================
 model ``monitor``           metric the best checkpoint keeps, the learning-curve plot shows, and a study
-                            optimises unless it names ``study.metric`` (fallback ``val/loss``)
-model ``monitor_mode``      ``"min"`` or ``"max"`` for ``monitor`` (fallback ``"min"``)
+                            optimises, unless the experiment file names one (``monitor:``, ``study.metric``);
+                            fallback: nothing monitored, the checkpoint keeps the last epoch
+model ``monitor_mode``      ``"min"`` or ``"max"`` for ``monitor`` (fallback: inferred from the name)
 model ``task_type``         ``"classification"``, ``"segmentation"``, ``"forecasting"``, ...: which test
                             pictures diagnostics may draw (fallback: none)
 model ``set_optimization``  receives the experiment file's ``optimizer``/``lr_scheduler`` sections; without
-                            it the module's own ``configure_optimizers`` rules and those sections are refused
+                            it those sections are injected as LightningCLI does when the module does not
+                            override ``configure_optimizers``, and refused when it does
+model ``test_step``         the test runs on the kept checkpoint; without it (or without a datamodule
+                            ``test_dataloader``) the test is skipped and the run says so
 datamodule ``describe()``   facts (``num_classes``, ``input_shape``) filled into the model's unset ``__init__``
                             arguments of the same name
 datamodule ``fingerprint()``  per-split digests logged as ``data_fingerprint.json`` (reproduce compares them)
@@ -23,12 +27,14 @@ engine looks these items up; :func:`monitored_metric` is where the run's monitor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
-FALLBACK_MONITOR = "val/loss"
-FALLBACK_MONITOR_MODE = "min"
+from trainlab.errors import ConfigError
+
+# Metric names ending in one of these are better when higher; any other name is better when lower.
+HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "iou", "dice", "auc", "auroc", "r2", "precision", "recall", "ap")
 
 
 @runtime_checkable
@@ -69,15 +75,28 @@ class Fingerprinted(Protocol):
 
 @dataclass(frozen=True)
 class Monitor:
-    """The metric a run watches, and which way is better."""
+    """The metric a run watches, and which way is better; ``metric`` None: nothing is monitored (the
+    checkpoint keeps the last epoch)."""
 
-    metric: str
-    mode: str  # "min" or "max"
+    metric: str | None
+    mode: str = "min"  # "min" or "max"
 
     @property
     def direction(self) -> str:
         """Optuna's word for ``mode``."""
         return "maximize" if self.mode == "max" else "minimize"
+
+    def describe(self) -> str:
+        """The run's ``trainlab.monitor`` tag: ``val_acc (max)``, or ``none (last epoch kept)``."""
+        return f"{self.metric} ({self.mode})" if self.metric else "none (last epoch kept)"
+
+
+NOTHING_MONITORED = Monitor(None)
+
+
+def inferred_mode(metric: str) -> str:
+    """``max`` for names such as ``val_acc``, ``val/f1``, ``valid-dice``; ``min`` for any other (losses, errors)."""
+    return "max" if metric.lower().endswith(HIGHER_IS_BETTER) else "min"
 
 
 def best_by_direction(values: Iterable[Any], direction: str, key: Callable[[Any], Any] | None = None) -> Any:
@@ -87,17 +106,51 @@ def best_by_direction(values: Iterable[Any], direction: str, key: Callable[[Any]
 
 
 def declared_monitor(model: Any) -> Monitor:
-    """The monitor a model class or instance declares, else the fallback (``val/loss``, min)."""
-    return Monitor(getattr(model, "monitor", FALLBACK_MONITOR), getattr(model, "monitor_mode", FALLBACK_MONITOR_MODE))
+    """The monitor a model class or instance declares (``monitor``, ``monitor_mode``), else nothing monitored."""
+    metric = getattr(model, "monitor", None)
+    if not isinstance(metric, str) or not metric:
+        return NOTHING_MONITORED
+    mode = getattr(model, "monitor_mode", None)
+    return Monitor(metric, mode if mode in ("min", "max") else inferred_mode(metric))
 
 
-def monitored_metric(model: Any, config: Any = None) -> Monitor:
-    """The metric a run of ``model`` (class or instance) under ``config`` (a RunConfig, or None) monitors.
+def monitored_metric(model: Any, config: Any = None, study: Mapping[str, Any] | None = None) -> Monitor:
+    """The metric a run of ``model`` (class or instance) monitors: the one place this is decided.
 
-    Today: the model's declared contract, else the fallback. ``config`` is accepted so that a study metric
-    or a ``monitor`` of the experiment file can take precedence here, in this one place.
+    In order: the study's ``metric``/``direction`` (``study``: the experiment file's study section, given
+    while a study is planned; its trials then carry the choice as their config's ``monitor``), else the
+    ``monitor`` section of ``config`` (a RunConfig or a plain document), else the model's declared contract,
+    else nothing (the checkpoint keeps the last epoch, no run fails for want of a metric).
+
+    Checkpoint, pruning, ReduceLROnPlateau, the refit's epochs and the learning-curve plot all follow it.
     """
-    return declared_monitor(model)
+    section = (config.section("monitor") if hasattr(config, "section") else (config or {}).get("monitor")) or {}
+    chosen = Monitor(section["metric"], section.get("mode") or inferred_mode(section["metric"])) if section.get("metric") else None
+    fallback = chosen or declared_monitor(model)
+    if not study or not study.get("metric"):
+        return fallback
+    metric, direction = study["metric"], study.get("direction")
+    if direction is None:
+        if metric != fallback.metric:
+            raise ConfigError("study.direction", expected=f"minimize or maximize (it cannot be inferred for {metric})")
+        return fallback
+    if direction not in ("minimize", "maximize"):
+        raise ConfigError("study.direction", direction, "minimize or maximize")
+    return Monitor(metric, "max" if direction == "maximize" else "min")
+
+
+def test_skipped_because(model: Any, datamodule: Any, config: Any = None) -> str | None:
+    """Why the run's test is skipped (``test: false`` in the file, no ``test_step``, no test data), or None."""
+    import lightning as L
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    if config is not None and config.section("test") is False:
+        return "test: false in the experiment file"
+    if not is_overridden("test_step", model, L.LightningModule):
+        return f"{type(model).__name__} has no test_step"
+    if not is_overridden("test_dataloader", datamodule, L.LightningDataModule):
+        return f"{type(datamodule).__name__} has no test_dataloader"
+    return None
 
 
 def task_type(model: Any) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     from dataclasses import replace
 
     from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.config.import_paths import make_importable
     from trainlab.errors import ConfigError
     from trainlab.studies.devices import device_slots, trial_gpu_count, visible_gpus, with_devices_per_trial
     from trainlab.studies.spec import load_study_spec
@@ -71,7 +73,10 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
     if args.devices_per_trial is not None and args.devices_per_trial < 1:
         raise ConfigError("--devices-per-trial", args.devices_per_trial, "an integer >= 1")
+    make_importable(Path(args.file).parent)  # the experiment file's own folder, for this process and its workers
     experiment = load_experiment(args.file, args.overrides)
+    for note in experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
     # Validated as the trials will train; stored as written (devices are this invocation's resources).
     as_trained = replace(experiment, run=with_devices_per_trial(experiment.run, args.devices_per_trial))
     spec = load_study_spec(as_trained, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
@@ -167,7 +172,10 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         from trainlab.studies.refit import refit_best
 
         refit = refit_best(study, spec, uri, parent_run_id)
+        from trainlab.studies.refit import model_uri
+
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
+        print(f"refit model: {model_uri(refit.run_id)}  (mlflow.pytorch.load_model)")
     print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(plan.storage_url)}")
     return code
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.config import load_experiment, resolve_run_config
+    from trainlab.config.import_paths import make_importable
     from trainlab.tracking.store import resolve_tracking_uri
     from trainlab.training import RunEnded, launch
 
+    make_importable(Path(args.file).parent)  # the experiment file's own folder, as the working directory
     experiment = load_experiment(args.file, args.overrides)
+    for note in experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
     config = resolve_run_config(experiment.run)
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
@@ -40,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         return 0  # a torchrun rank other than 0: rank 0 reports
     summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
     print(f"run {result.run_id} {result.status}  {summary}")
+    if result.test_skipped:
+        print(f"test skipped: {result.test_skipped} (tag trainlab.test)")
     browse = uri if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {uri}"
     print(f"tracking: {uri}  (browse: {browse})")
     return 0

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trainlab.config.lightning_cli import from_lightning_cli
 from trainlab.errors import ConfigError
 
-RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics")
+RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics", "monitor", "test")
 STUDY_SECTIONS = ("study", "search_space")
 
 
@@ -23,6 +24,7 @@ class Experiment:
     study: dict[str, Any] | None = None
     search_space: dict[str, Any] | None = None
     source: Path | None = None
+    notes: list[str] = field(default_factory=list)  # what a LightningCLI dump held that trainlab set aside
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
@@ -39,11 +41,12 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     if not isinstance(document, dict):
         raise ConfigError(str(path), type(document).__name__, "a YAML mapping with sections such as model, data, trainer")
     document = apply_overrides(document, overrides)
+    document, notes = from_lightning_cli(document)
     unknown = [key for key in document if key not in RUN_SECTIONS + STUDY_SECTIONS]
     if unknown:
         raise ConfigError(unknown[0], expected=f"a top-level section among {', '.join(RUN_SECTIONS + STUDY_SECTIONS)}")
     run = {key: value for key, value in document.items() if key in RUN_SECTIONS}
-    return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"), source=path)
+    return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"), source=path, notes=notes)
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

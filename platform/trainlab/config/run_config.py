@@ -10,6 +10,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from trainlab.config.import_paths import check_class_section
 from trainlab.config.parse_errors import translate
 from trainlab.errors import ConfigError
 
@@ -76,6 +77,7 @@ def run_parser():
     import torch
     from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 
+    from trainlab.config.monitor_spec import MonitorSpec
     from trainlab.config.tracking_spec import TrackingSpec
     from trainlab.diagnostics.spec import DiagnosticsSpec
 
@@ -88,6 +90,8 @@ def run_parser():
     parser.add_optimizer_args((torch.optim.Optimizer,), nested_key="optimizer")
     parser.add_lr_scheduler_args(LRSchedulerTypeTuple, nested_key="lr_scheduler")
     parser.add_class_arguments(TrackingSpec, "tracking")
+    parser.add_class_arguments(MonitorSpec, "monitor")
+    parser.add_argument("--test", type=bool, default=True)  # false: skip trainer.test after fit
     parser.add_class_arguments(DiagnosticsSpec, "diagnostics")
     return parser
 
@@ -100,12 +104,23 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     for required in ("model", "data"):
         if not run.get(required):
             raise ConfigError(required, expected="a section with class_path (and init_args), e.g. class_path: MLPClassifier")
+        check_class_section(required, run[required])
     parser = run_parser()
     try:
         namespace = parser.parse_object(copy.deepcopy(run))
     except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
         raise translate(str(exc)) from None
     document = yaml.safe_load(parser.dump(namespace, skip_validation=True))
+    for key in TRAINER_DEFAULTS:
+        # The dump leaves out None values; a null the file wrote (LightningCLI's max_epochs: null) must stay
+        # null in the recorded config, or resolving that config again would bring trainlab's default back.
+        if namespace.get(f"trainer.{key}", 0) is None:
+            document["trainer"][key] = None
+    monitor = document.get("monitor") or {}
+    if monitor.get("metric") and not monitor.get("mode"):
+        from trainlab.contract import inferred_mode
+
+        document["monitor"]["mode"] = inferred_mode(monitor["metric"])  # recorded as the run will use it
     _check_optimization(document)
     _check_diagnostics(document)
     seed = document.get("seed_everything")

@@ -20,6 +20,7 @@ INFO = "no effect expected"
 
 _HARDWARE_KEYS = ("cpu", "cpu_capability", "torch_threads", "gpus", "driver", "cuda", "cudnn")
 _DISTRIBUTED_KEYS = ("world_size", "num_nodes", "devices", "accelerator", "strategy")
+USER_CODE = "user code"
 _BLOCKING_REASONS = {"config": "config.yaml was edited after the run", "data": "the data differ from what the run used"}
 
 
@@ -42,6 +43,12 @@ class Audit:
     @property
     def blocking(self) -> list[Difference]:
         return [d for d in self.differences if d.effect == SAME_EXPERIMENT]
+
+    @property
+    def edited_user_files(self) -> list[str]:
+        """User source files that differ from the run's (the likely cause when a re-run does not match)."""
+        prefix = f"{USER_CODE}: "
+        return [d.aspect[len(prefix):] for d in self.differences if d.aspect.startswith(prefix) and d.aspect != f"{prefix}not captured"]
 
     @property
     def expectation(self) -> str:
@@ -106,10 +113,12 @@ def state_now(config) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """
     from trainlab.contract import data_fingerprint
     from trainlab.tracking.environment import capture_environment
+    from trainlab.tracking.user_code import add_user_code
     from trainlab.training.prepare import prepare_run
 
     prepared = prepare_run(config)
     environment, _ = capture_environment(prepared.trainer, seed=prepared.config.seed, code_of=(type(prepared.model), prepared.datamodule))
+    add_user_code(environment, prepared.model, prepared.datamodule)
     return environment, data_fingerprint(prepared.datamodule)
 
 
@@ -163,6 +172,7 @@ def environment_differences(recorded: dict[str, Any], now: dict[str, Any]) -> li
     determinism_keys = sorted(set(recorded.get("determinism") or {}) | set(now.get("determinism") or {}))
     rows += _section(recorded, now, "determinism", tuple(determinism_keys), EXACTNESS)
     rows += code_differences(recorded, now)
+    rows += user_code_differences(recorded, now)
     if recorded.get("platform") != now.get("platform"):
         rows.append(Difference("platform", _show(recorded.get("platform")), _show(now.get("platform")), INFO))
     return rows
@@ -182,6 +192,31 @@ def code_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[Diff
         if old.get("diff_sha256") != new.get("diff_sha256"):
             rows.append(Difference(f"code: {name} uncommitted changes", _changes(old), _changes(new), EXACTNESS))
     return rows
+
+
+def user_code_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[Difference]:
+    """Per user source file (``user_code`` in environment.json, see tracking/user_code.py): its sha256 then and now.
+
+    An edited file may change the numbers, so exactness is off; it is named, as the likely cause of a mismatch.
+    """
+    if "user_code" not in recorded:  # recorded before trainlab captured user code
+        return []
+    old, new = _user_files(recorded), _user_files(now)
+    rows = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            rows.append(Difference(f"{USER_CODE}: {name}", f"sha256 {old[name][:8]}", "not used now", EXACTNESS))
+        elif name not in old:
+            rows.append(Difference(f"{USER_CODE}: {name}", "not used then", f"sha256 {new[name][:8]}", EXACTNESS))
+        elif old[name] != new[name]:
+            rows.append(Difference(f"{USER_CODE}: {name}", f"sha256 {old[name][:8]}", f"sha256 {new[name][:8]} (edited)", EXACTNESS))
+    for missing in (recorded.get("user_code") or {}).get("not_captured") or []:
+        rows.append(Difference(f"{USER_CODE}: not captured", missing, "-", EXACTNESS))
+    return rows
+
+
+def _user_files(environment: dict[str, Any]) -> dict[str, str]:
+    return {entry["file"]: entry["sha256"] for entry in (environment.get("user_code") or {}).get("files") or []}
 
 
 def changed_files(diff_a: str, diff_b: str) -> list[str]:

@@ -45,6 +45,8 @@ class Reproduction:
         if self.matches:
             return f"MATCH: {self.comparison.summary()}"
         reasons = []
+        if audit_now.edited_user_files:
+            reasons.append(f"user code differs from the run's: {', '.join(audit_now.edited_user_files)}")
         if self.failure:
             reasons.append(f"re-run ended {self.failure}")
         if audit_now.blocking:

@@ -19,6 +19,15 @@ from trainlab.studies.trial import MLFLOW_RUN_ATTR
 from trainlab.training.launch import Role
 
 
+_WATCH_VALIDATION = ("ModelCheckpoint", "EarlyStopping")
+MODEL_ARTIFACT = "model"
+
+
+def model_uri(run_id: str) -> str:
+    """What ``mlflow.pytorch.load_model`` loads the refit model from."""
+    return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+
+
 class _KeepModel(Callback):
     """Holds on to the trained module (fit_run does not return it) and two training inputs as the example
     MLflow traces the model with and derives its signature from."""
@@ -64,12 +73,15 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
     import torch
     import torchmetrics
 
+    # An optimizer section injected as the instance's configure_optimizers (training/build.py) is training
+    # wiring, not part of the model, and a bound partial does not unpickle: the class's own method stays.
+    vars(model).pop("configure_optimizers", None)
     mlflow.set_tracking_uri(tracking_uri)  # MLflow's model logging works through its fluent, active-run API
     with mlflow.start_run(run_id=run_id):
         # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
         # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics.
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
-        mlflow.pytorch.log_model(model.cpu().eval(), name="model", input_example=example, pip_requirements=requirements, serialization_format="pickle")
+        mlflow.pytorch.log_model(model.cpu().eval(), name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
 
 
 def refit_config(study, spec: StudySpec, tracking_uri: str):
@@ -87,6 +99,11 @@ def refit_config(study, spec: StudySpec, tracking_uri: str):
     set_dotted(document, "trainer.limit_val_batches", 0)
     set_dotted(document, "trainer.num_sanity_val_steps", 0)
     set_dotted(document, "trainer.enable_checkpointing", False)
+    # No validation split is left: callbacks that watch a validation metric would refuse to run.
+    callbacks = get_dotted(document, "trainer.callbacks") or []
+    kept = [c for c in callbacks if not str((c or {}).get("class_path", "")).endswith(_WATCH_VALIDATION)]
+    if len(kept) != len(callbacks):
+        set_dotted(document, "trainer.callbacks", kept)
     if get_dotted(document, "data.init_args.val_fraction") is not None:
         set_dotted(document, "data.init_args.val_fraction", 0.0)  # validation data joins the training data
     set_dotted(document, "tracking.run_name", f"{spec.name}-refit")

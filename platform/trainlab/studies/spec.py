@@ -27,8 +27,8 @@ class StudySpec:
     Example experiment-file sections::
 
         study:
-          metric: val/acc            # default: the model's monitor (val/loss, val/acc, ...)
-          direction: maximize        # default: the model's monitor_mode
+          metric: val/acc            # default: the file's monitor, else the model's (val/loss, val/acc, ...)
+          direction: maximize        # default: that monitor's mode
           n_trials: 20               # and/or timeout: 10m
           sampler: {type: tpe, seed: 42}
           pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 2}
@@ -126,29 +126,20 @@ def check_space_against_run(space: SearchSpace, run: dict[str, Any]) -> None:
 
 
 def _metric_and_direction(section: dict[str, Any], document: dict[str, Any]) -> tuple[str, str]:
-    monitor, monitor_mode = _model_monitor(document)
-    metric = section.get("metric", monitor)
-    if not isinstance(metric, str) or not metric:
-        raise ConfigError("study.metric", metric, "a metric name the model logs each epoch, e.g. val/acc")
-    if metric.startswith("test/"):
-        raise ConfigError("study.metric", metric, "a validation metric such as val/acc (test metrics must not steer the search)")
-    direction = section.get("direction")
-    if direction is None:
-        if metric != monitor:
-            raise ConfigError("study.direction", expected=f"minimize or maximize (it cannot be inferred for {metric})")
-        direction = "maximize" if monitor_mode == "max" else "minimize"
-    if direction not in ("minimize", "maximize"):
-        raise ConfigError("study.direction", direction, "minimize or maximize")
-    return metric, direction
-
-
-def _model_monitor(document: dict[str, Any]) -> tuple[str, str]:
-    """The metric the model watches (its declared contract), the natural default objective."""
+    """The study's objective: ``study.metric``/``direction``, else the run's monitor (the file's ``monitor``,
+    else the model's declared one), decided by :func:`trainlab.contract.monitored_metric`."""
     from trainlab.class_paths import find_class
     from trainlab.contract import monitored_metric
 
-    monitor = monitored_metric(find_class(document["model"]["class_path"]))
-    return monitor.metric, monitor.mode
+    metric = section.get("metric")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise ConfigError("study.metric", metric, "a metric name the model logs each epoch, e.g. val/acc")
+    if isinstance(metric, str) and metric.startswith("test/"):
+        raise ConfigError("study.metric", metric, "a validation metric such as val/acc (test metrics must not steer the search)")
+    monitor = monitored_metric(find_class(document["model"]["class_path"]), document, study=section)
+    if monitor.metric is None:
+        raise ConfigError("study.metric", expected="the name of a metric the model logs each epoch, e.g. val_acc (the model declares no monitor)")
+    return monitor.metric, monitor.direction
 
 
 def _component(value: Any, key: str, known: dict[str, str]) -> dict[str, Any]:

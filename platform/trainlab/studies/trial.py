@@ -184,6 +184,8 @@ def trial_config(trial, context: TrialContext):
     values = spec.space.sample(trial)
     run = with_devices_per_trial(apply_params(context.experiment.run, values), context.devices_per_trial)
     set_dotted(run, "tracking.run_name", f"{spec.name}-trial-{trial.number}")
+    # The study's objective is the trial's monitor: checkpoint, pruning and plots follow it (contract.monitored_metric).
+    run["monitor"] = {"metric": spec.metric, "mode": "max" if spec.direction == "maximize" else "min"}
     return resolve_run_config(run)
 
 
@@ -287,5 +289,5 @@ def _fail_if_not_finite(trainer) -> None:
 
 
 def _metric_not_logged(metric: str, logged: Any) -> MetricNotLogged:
-    names = ", ".join(sorted(name for name in logged if "/" in name)[:12]) or "none"
+    names = ", ".join(sorted(name for name in logged if not name.startswith(("optim/", "gradients/", "best/")))[:12]) or "none"
     return MetricNotLogged("study.metric", metric, f"a metric the model logs each epoch (logged: {names})")

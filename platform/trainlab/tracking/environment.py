@@ -68,6 +68,8 @@ def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
     on_gpu = bool((environment.get("hardware") or {}).get("gpus")) and "CUDA" in str(distributed.get("accelerator"))
     if environment.get("seed") is None:
         reasons.append("no seed: seed_everything is false")
+    for missing in (environment.get("user_code") or {}).get("not_captured") or []:  # see tracking/user_code.py
+        reasons.append(f"user code not captured: {missing}")
     if not determinism.get("deterministic_algorithms"):
         reasons.append("deterministic algorithms off: trainer.deterministic is false")
     elif not determinism.get("seed_workers", True):

@@ -4,9 +4,34 @@ from __future__ import annotations
 
 from typing import Sequence
 
+# Series that are no learning curve: optimiser settings (their own panel), single values, diagnostics.
+_NOT_CURVES = ("optim/", "best/", "test/", "gradients/", "overfit_epoch")
 
-def learning_curves_figure(history: dict[str, list[tuple[int, float]]], metrics: Sequence[str] = ("loss", "acc")):
-    """One panel per metric name found in ``history`` as ``train/<name>`` and/or ``val/<name>``.
+
+def curve_panels(history: dict[str, list[tuple[int, float]]], monitor: str | None) -> list[tuple[str, list[str]]]:
+    """Which curves the learning-curve figure shows: ``[(panel title, [series, ...]), ...]``.
+
+    Names in trainlab's ``stage/name`` form (``val/acc``): the loss and the monitored metric, train vs
+    validation. Any other names (a user's ``val_acc``, ``train_loss``): every logged epoch curve, losses
+    in one panel and the other metrics in another, the monitored one first.
+    """
+    stem = monitor.split("/", 1)[1] if monitor and monitor.startswith(("train/", "val/")) else None
+    conventional = [m for m in dict.fromkeys(("loss", stem)) if stem and (f"train/{m}" in history or f"val/{m}" in history)]
+    if conventional:
+        return [(f"{m}: train vs validation", [f"{stage}/{m}" for stage in ("train", "val")]) for m in conventional]
+    curves = [name for name in history if not name.startswith(_NOT_CURVES)]
+    losses = [name for name in curves if "loss" in name]
+    others = sorted((name for name in curves if name not in losses), key=lambda name: name != monitor)
+    return [(title, names) for title, names in (("losses", losses), ("metrics", others)) if names]
+
+
+def learning_curves_figure(
+    history: dict[str, list[tuple[int, float]]],
+    metrics: Sequence[str] = ("loss", "acc"),
+    panels: Sequence[tuple[str, Sequence[str]]] | None = None,
+):
+    """One panel per metric name found in ``history`` as ``train/<name>`` and/or ``val/<name>``, or, given
+    ``panels`` (see :func:`curve_panels`), one per ``(title, series names)``.
 
     When ``history`` holds ``optim/lr`` (and ``optim/momentum``), a last panel shows them per epoch, so a
     jump in the loss can be read against the learning rate of that epoch. When it holds ``overfit_epoch``
@@ -18,19 +43,21 @@ def learning_curves_figure(history: dict[str, list[tuple[int, float]]], metrics:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    present = [m for m in metrics if f"train/{m}" in history or f"val/{m}" in history]
+    if panels is None:
+        panels = [(f"{m}: train vs validation", [f"train/{m}", f"val/{m}"]) for m in metrics]
+    present = [(title, [name for name in names if history.get(name)]) for title, names in panels]
+    present = [(title, names) for title, names in present if names]
     optimiser = "optim/lr" in history
-    panels = max(len(present) + optimiser, 1)
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
-    for ax, metric in zip(axes[0], present):
-        for stage, style in (("train", "-o"), ("val", "-s")):
-            points = history.get(f"{stage}/{metric}")
-            if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, style, markersize=3, label=f"{stage}/{metric}")
+    count = max(len(present) + optimiser, 1)
+    fig, axes = plt.subplots(1, count, figsize=(5.5 * count, 4), squeeze=False)
+    for ax, (title, names) in zip(axes[0], present):
+        for name in names:
+            steps, values = zip(*history[name])
+            style = "-s" if name.startswith("val") else "-o"
+            ax.plot(steps, values, style, markersize=3, label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: train vs validation")
+        ax.set_ylabel(title.split(":")[0])
+        ax.set_title(title)
         ax.grid(alpha=0.3)
     if optimiser:
         _optimiser_panel(axes[0][len(present)], history)

@@ -5,12 +5,14 @@ Everything here runs before the MLflow run exists, so bad values surface as Conf
 
 from __future__ import annotations
 
+import functools
+import types
 from typing import Any
 
 from trainlab.class_paths import import_class, init_parameters
 from trainlab.config import RunConfig
 from trainlab.config.parse_errors import translate
-from trainlab.contract import accepts_optimization, data_facts
+from trainlab.contract import Monitored, accepts_optimization, data_facts, monitored_metric
 from trainlab.errors import ConfigError
 
 
@@ -60,16 +62,52 @@ def build_model(config: RunConfig):
         if isinstance(exc.__cause__, ConfigError):  # a model that names the bad key itself
             raise exc.__cause__ from None
         raise translate(str(exc)) from None
+    wire_optimization(model, config)
+    return model
+
+
+def wire_optimization(model, config: RunConfig) -> None:
+    """Hand the file's ``optimizer``/``lr_scheduler`` sections to the model, and make the run's monitored
+    metric the one a trainlab task's ReduceLROnPlateau watches.
+
+    A model with trainlab's ``set_optimization`` receives the sections. Any other model gets LightningCLI's
+    semantics: the sections are injected as its ``configure_optimizers`` when it does not override that
+    method (through ``LightningCLI.configure_optimizers``, as LightningCLI does), and refused when it does.
+    """
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    monitor = monitored_metric(model, config)
+    if isinstance(model, Monitored) and monitor.metric:
+        model.monitor, model.monitor_mode = monitor.metric, monitor.mode  # its scheduler follows the run's monitor
     optimizer, lr_scheduler = config.section("optimizer"), config.section("lr_scheduler")
     if accepts_optimization(model):
         model.set_optimization(optimizer, lr_scheduler)
-    elif optimizer or lr_scheduler:
-        raise ConfigError(
-            "optimizer",
-            expected="no optimizer section for a model that configures its own optimizers",
-            hint=f"{type(model).__name__} is not a trainlab TrainlabTask",
-        )
-    return model
+        return
+    name = type(model).__name__
+    if is_overridden("configure_optimizers", model):
+        if optimizer or lr_scheduler:
+            key = "optimizer" if optimizer else "lr_scheduler"
+            raise ConfigError(key, expected=f"no {key} section: {name} builds its own optimizer in configure_optimizers",
+                              hint="remove the section, or remove configure_optimizers from the model to have it injected")
+        return
+    if not optimizer:
+        raise ConfigError("optimizer", expected=f"a section such as {{class_path: torch.optim.Adam, init_args: {{lr: 0.001}}}}",
+                          hint=f"{name} does not define configure_optimizers")
+    # Lazy, unlike LightningCLI: each fit builds a fresh optimizer on the parameters as they are then.
+    model.configure_optimizers = types.MethodType(functools.partial(_configure_optimizers, optimizer=optimizer, lr_scheduler=lr_scheduler, monitor=monitor.metric), model)
+
+
+def _configure_optimizers(module, optimizer: dict[str, Any], lr_scheduler: dict[str, Any] | None, monitor: str | None):
+    import torch
+    from lightning.pytorch.cli import LightningCLI, instantiate_class
+
+    built = instantiate_class(module.parameters(), optimizer)
+    scheduler = instantiate_class(built, lr_scheduler) if lr_scheduler else None
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and not getattr(scheduler, "monitor", None):
+        if not monitor:  # torch's class has no monitor of its own; Lightning's subclass carries one
+            raise ConfigError("lr_scheduler", lr_scheduler.get("class_path"), "a monitored metric to follow", hint="set monitor.metric in the experiment file")
+        return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}
+    return LightningCLI.configure_optimizers(module, built, scheduler)
 
 
 def build_user_callbacks(config: RunConfig) -> list:

@@ -29,6 +29,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     reason: str | None = None
+    test_skipped: str | None = None  # why the run has no test (no test_step, no test data, test: false)
 
 
 class RunEnded(Exception):
@@ -78,12 +79,14 @@ def fit_run(
                 record_inputs(record, prepared)
             # 2. fit
             trainer.fit(model, datamodule=datamodule)
-            # 3. test the best checkpoint. weights_only=False: the checkpoint is this run's own temp file, and
+            # 3. test the kept checkpoint. weights_only=False: the checkpoint is this run's own temp file, and
             # jsonargparse-typed hparams (PositiveInt, ...) are not on torch's safe list.
-            best = "best" if checkpoint else None
-            test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+            test_results = []
+            if prepared.test_skipped is None:
+                best = "best" if checkpoint else None
+                test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
             metrics = {key: float(value) for key, value in (test_results[0] if test_results else {}).items()}
-            if checkpoint is not None and checkpoint.best_model_score is not None:
+            if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
                 metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
             # 4. record
             if record:
@@ -91,7 +94,8 @@ def fit_run(
                 record_outputs(record, logger, prepared, metrics)
                 record.end("FINISHED")
             _leave_process_group_together(trainer)
-            return RunResult(record.run_id if record else None, "FINISHED", metrics, dict(logger.history) if logger else {})
+            history = dict(logger.history) if logger else {}
+            return RunResult(record.run_id if record else None, "FINISHED", metrics, history, test_skipped=prepared.test_skipped)
         except BaseException as exc:
             status, reason, end_tags = classify_failure(exc, trainer)
             if record:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.config import RunConfig
-from trainlab.contract import monitored_metric
+from trainlab.contract import Monitor, monitored_metric, test_skipped_because
 from trainlab.errors import ConfigError
 from trainlab.training import build
 
@@ -26,13 +26,17 @@ from trainlab.training import build
 @dataclass(frozen=True)
 class PreparedRun:
     """What a run trains with. ``config`` is a new config with the datamodule's facts filled in (the one to
-    record); ``checkpoint`` is the callback that keeps the best weights, or None with checkpointing off."""
+    record); ``checkpoint`` is the callback that keeps the best weights (the last epoch's when nothing is
+    monitored), or None with checkpointing off; ``monitor`` is the metric the run watches;
+    ``test_skipped`` says why the run has no test, or is None."""
 
     config: RunConfig
     datamodule: Any
     model: Any
     trainer: Any
     checkpoint: Any | None
+    monitor: Monitor
+    test_skipped: str | None
 
 
 def prepare_run(config: RunConfig, *, callbacks: Sequence[Any] = (), checkpoint_dir: str | None = None) -> PreparedRun:
@@ -49,11 +53,12 @@ def prepare_run(config: RunConfig, *, callbacks: Sequence[Any] = (), checkpoint_
     datamodule = build.build_datamodule(config)
     config = build.with_data_facts(config, datamodule)
     model = build.build_model(config)
-    trainer, checkpoint = _build_trainer(config, model, list(callbacks), checkpoint_dir)
-    return PreparedRun(config, datamodule, model, trainer, checkpoint)
+    monitor = monitored_metric(model, config)
+    trainer, checkpoint = _build_trainer(config, model, monitor, list(callbacks), checkpoint_dir)
+    return PreparedRun(config, datamodule, model, trainer, checkpoint, monitor, test_skipped_because(model, datamodule, config))
 
 
-def _build_trainer(config: RunConfig, model, extra_callbacks: list, checkpoint_dir: str | None):
+def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: list, checkpoint_dir: str | None):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -62,10 +67,10 @@ def _build_trainer(config: RunConfig, model, extra_callbacks: list, checkpoint_d
     arguments = build.trainer_arguments(config)
     callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model) + extra_callbacks
     checkpoint = None
-    if arguments.get("enable_checkpointing", True):
+    if arguments.get("enable_checkpointing") is not False:  # None (a LightningCLI dump): Lightning's default, on
         checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
         if checkpoint is None:
-            monitor = monitored_metric(model, config)
+            # monitor None: Lightning's ModelCheckpoint keeps the last epoch, which no metric name can fail.
             checkpoint = ModelCheckpoint(
                 dirpath=checkpoint_dir,  # rank 0's path is broadcast to the other ranks by Lightning
                 monitor=monitor.metric,
@@ -79,7 +84,8 @@ def _build_trainer(config: RunConfig, model, extra_callbacks: list, checkpoint_d
     if checkpoint_dir is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch", log_momentum=True))
     try:
-        trainer = L.Trainer(**arguments, callbacks=callbacks, logger=False, default_root_dir=checkpoint_dir or os.getcwd())
+        root = arguments.pop("default_root_dir", None)
+        trainer = L.Trainer(**arguments, callbacks=callbacks, logger=False, default_root_dir=checkpoint_dir or root or os.getcwd())
     except ConfigError:
         raise
     except Exception as exc:  # Lightning's MisconfigurationException and friends: bad trainer settings

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from trainlab.config import RunConfig
-from trainlab.contract import data_fingerprint, monitored_metric
+from trainlab.contract import data_fingerprint
 from trainlab.tracking.run_record import RunRecord, flatten
 from trainlab.training.prepare import PreparedRun
 
@@ -44,6 +45,7 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
     from trainlab.tracking.environment import capture_environment
+    from trainlab.tracking.user_code import add_user_code
     from trainlab.tracking.parameters import parameter_table
 
     config, model, datamodule = prepared.config, prepared.model, prepared.datamodule
@@ -55,11 +57,17 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     record.log_text(str(summary), "model_summary.txt")
     record.log_text(parameter_table(model), "model/parameters.csv")
     environment, diff = capture_environment(prepared.trainer, seed=config.seed, code_of=(model, datamodule))
+    code = add_user_code(environment, model, datamodule)
     record.log_json(environment, "environment.json")
     if diff:
         record.log_text(diff, "code.diff")
+    keep_user_code(record, code)
     reproducibility = environment["reproducibility"]
-    tags = {"trainlab.reproducibility": reproducibility["label"]}
+    tags = {
+        "trainlab.reproducibility": reproducibility["label"],
+        "trainlab.monitor": prepared.monitor.describe(),
+        "trainlab.test": f"skipped: {prepared.test_skipped}" if prepared.test_skipped else "run on the kept checkpoint",
+    }
     if reproducibility["reasons"]:
         tags["trainlab.reproducibility.reasons"] = "; ".join(reproducibility["reasons"])
     if environment["git"].get("commit"):
@@ -70,16 +78,32 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
         record.log_json(fingerprint, "data_fingerprint.json")
 
 
+def keep_user_code(record: RunRecord, code) -> None:
+    """The user's source files as run artifacts under ``code/``, in one upload."""
+    import shutil
+    import tempfile
+
+    if not code.files:
+        return
+    with tempfile.TemporaryDirectory(prefix="trainlab-code-") as folder:
+        for name, path in code.files.items():
+            target = Path(folder) / code.artifact_folder(name) / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        record.client.log_artifacts(record.run_id, folder)
+
+
 def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: dict[str, float]) -> None:
     import torch
 
-    from trainlab.tracking.plots import learning_curves_figure
+    from trainlab.tracking.plots import curve_panels, learning_curves_figure
 
     checkpoint = prepared.checkpoint
     extra = {key: value for key, value in metrics.items() if key.startswith("best/")}
     record.log_metrics(extra, step=0)
-    main = monitored_metric(prepared.model, prepared.config).metric.split("/")[-1]
-    record.log_figure(learning_curves_figure(logger.history, ("loss", main) if main != "loss" else ("loss",)), "plots/learning_curves.png")
+    history = dict(logger.history)
+    panels = curve_panels(history, prepared.monitor.metric)
+    record.log_figure(learning_curves_figure(history, panels=panels), "plots/learning_curves.png")
     if checkpoint is not None and checkpoint.best_model_path:
         # Weights only, as plain tensors and numbers: loadable with torch.load(..., weights_only=True).
         saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
