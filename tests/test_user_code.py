@@ -150,7 +150,7 @@ def test_user_code_is_captured_and_an_edit_is_named_by_the_audit(project):
     assert "MATCH" in same.stdout
 
     wine = project / "models" / "wine.py"
-    wine.write_text(wine.read_text().replace("lr: float = 0.05", "lr: float = 0.05  # tuned").replace("self.net = torch.nn.Linear(13, 3)", "self.net = torch.nn.Linear(13, 3)\n        torch.nn.init.zeros_(self.net.weight)"))
+    wine.write_text(wine.read_text().replace("lr: float = 0.05):", "lr: float = 0.05):  # tuned").replace("self.net = torch.nn.Linear(13, 3)", "self.net = torch.nn.Linear(13, 3)\n        torch.nn.init.zeros_(self.net.weight)"))
     audit = trainlab(project, "reproduce", run.info.run_id, "--dry-run")
     assert "models/wine.py" in audit.stdout, audit.stdout
     rerun = trainlab(project, "reproduce", run.info.run_id)
