@@ -12,10 +12,29 @@ def test_a_plain_module_gets_the_fallbacks_and_a_declared_one_its_own():
     from trainlab.contract import Monitor, data_facts, data_fingerprint, monitored_metric, task_type
     from trainlab.models import MLPClassifier
 
-    assert monitored_metric(L.LightningModule()) == Monitor("val/loss", "min")
+    # Nothing declared: nothing monitored (the checkpoint keeps the last epoch), never a guessed name.
+    assert monitored_metric(L.LightningModule()) == Monitor(None) and Monitor(None).describe() == "none (last epoch kept)"
     assert monitored_metric(MLPClassifier) == Monitor("val/acc", "max") and monitored_metric(MLPClassifier).direction == "maximize"
     assert task_type(L.LightningModule()) is None and task_type(MLPClassifier) == "classification"
     assert data_facts(L.LightningDataModule()) == {} and data_fingerprint(L.LightningDataModule()) is None
+
+
+def test_the_monitored_metric_is_the_study_s_then_the_file_s_then_the_module_s():
+    from trainlab.contract import Monitor, inferred_mode, monitored_metric
+    from trainlab.errors import ConfigError
+    from trainlab.models import MLPClassifier
+
+    document = {"monitor": {"metric": "val_f1"}}
+    assert monitored_metric(MLPClassifier, document) == Monitor("val_f1", "max")  # the file wins; mode from the name
+    assert monitored_metric(L.LightningModule(), {"monitor": {"metric": "val_acc", "mode": "min"}}) == Monitor("val_acc", "min")
+    assert monitored_metric(MLPClassifier, document, study={"metric": "val/loss", "direction": "minimize"}) == Monitor("val/loss", "min")
+    assert monitored_metric(MLPClassifier, document, study={"metric": "val_f1"}).describe() == "val_f1 (max)"
+    try:
+        monitored_metric(MLPClassifier, study={"metric": "val_f1"})
+        raise AssertionError("a study metric other than the monitor needs a direction")
+    except ConfigError as exc:
+        assert exc.key == "study.direction"
+    assert [inferred_mode(n) for n in ("val_acc", "val/accuracy", "valid-dice", "val/loss", "val_mae", "val/auroc")] == ["max", "max", "max", "min", "min", "max"]
 
 
 def test_prepare_run_fills_data_facts_into_a_new_config_and_leaves_the_resolved_one_as_it_was():
