@@ -105,6 +105,7 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         if not run.get(required):
             raise ConfigError(required, expected="a section with class_path (and init_args), e.g. class_path: MLPClassifier")
         check_class_section(required, run[required])
+    _check_monitor_and_test(run)
     parser = run_parser()
     try:
         namespace = parser.parse_object(copy.deepcopy(run))
@@ -116,11 +117,11 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         # null in the recorded config, or resolving that config again would bring trainlab's default back.
         if namespace.get(f"trainer.{key}", 0) is None:
             document["trainer"][key] = None
-    monitor = document.get("monitor") or {}
-    if monitor.get("metric") and not monitor.get("mode"):
+    monitor = document.pop("monitor", None) or {}
+    if monitor.get("metric"):  # no section when the file names no metric: the model's contract decides
         from trainlab.contract import inferred_mode
 
-        document["monitor"]["mode"] = inferred_mode(monitor["metric"])  # recorded as the run will use it
+        document["monitor"] = {"metric": monitor["metric"], "mode": monitor.get("mode") or inferred_mode(monitor["metric"])}
     _check_optimization(document)
     _check_diagnostics(document)
     seed = document.get("seed_everything")
@@ -131,6 +132,23 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     elif seed is False:
         document["seed_everything"] = None
     return RunConfig(document)
+
+
+def _check_monitor_and_test(run: dict[str, Any]) -> None:
+    """The ``monitor`` and ``test`` sections, with messages that say what is accepted (jsonargparse's do not)."""
+    monitor = run.get("monitor")
+    if monitor is not None:
+        if not isinstance(monitor, dict):
+            raise ConfigError("monitor", monitor, "a mapping such as {metric: val_acc, mode: max} (mode optional)")
+        unknown = sorted(set(monitor) - {"metric", "mode"})
+        if unknown:
+            raise ConfigError(f"monitor.{unknown[0]}", expected="metric and mode only")
+        if monitor.get("metric") is not None and (not isinstance(monitor["metric"], str) or not monitor["metric"]):
+            raise ConfigError("monitor.metric", monitor["metric"], "the name of a metric the model logs each epoch, e.g. val_acc")
+        if monitor.get("mode") not in (None, "min", "max"):
+            raise ConfigError("monitor.mode", monitor["mode"], "min or max (left out: inferred from the name)")
+    if "test" in run and not isinstance(run["test"], bool):
+        raise ConfigError("test", run["test"], "true or false (false: no test after training)")
 
 
 def _check_optimization(document: dict[str, Any]) -> None:

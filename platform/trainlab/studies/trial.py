@@ -289,5 +289,6 @@ def _fail_if_not_finite(trainer) -> None:
 
 
 def _metric_not_logged(metric: str, logged: Any) -> MetricNotLogged:
-    names = ", ".join(sorted(name for name in logged if not name.startswith(("optim/", "gradients/", "best/")))[:12]) or "none"
+    # LearningRateMonitor (lr-*), the optimiser and diagnostics curves are trainlab's own, not the model's metrics.
+    names = ", ".join(sorted(name for name in logged if not name.startswith(("lr-", "optim/", "gradients/", "best/")))[:12]) or "none"
     return MetricNotLogged("study.metric", metric, f"a metric the model logs each epoch (logged: {names})")
