@@ -264,3 +264,25 @@ def test_lightning_cli_configs_work_both_ways(project):
     fit = subprocess.run([sys.executable, "cli.py", "fit", "--config", "exported.yaml", "--trainer.max_epochs", "1",
                           "--trainer.logger", "false"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert fit.returncode == 0, fit.stderr[-3000:]
+
+
+def test_optimizer_sections_are_injected_as_lightning_cli_does_and_refused_for_a_module_with_its_own(project):
+    own = "    def configure_optimizers(self):\n        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)\n"
+    assert own in USER_MODULE
+    (project / "models" / "plain.py").write_text(USER_MODULE.replace(own, ""))
+    write_experiment(
+        project, "plain.yaml",
+        model={"class_path": "models.plain.WineClassifier"}, data={"class_path": "models.plain.WineData"},
+        optimizer={"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.9}},
+        # torch's ReduceLROnPlateau names no metric: it follows the run's monitor
+        lr_scheduler={"class_path": "torch.optim.lr_scheduler.ReduceLROnPlateau", "init_args": {"patience": 0}},
+        monitor={"metric": "val_loss"}, test=False,
+    )
+    result = trainlab(project, "train", "plain.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = only_run(project)
+    assert run.info.status == "FINISHED" and run.data.metrics["optim/momentum"] == 0.9  # the file's SGD, not a default
+    assert run.data.tags["trainlab.monitor"] == "val_loss (min)" and run.data.tags["trainlab.test"] == "skipped: test: false in the experiment file"
+
+    refused = trainlab(project, "train", "wine.yaml", "optimizer.class_path=torch.optim.Adam")
+    assert refused.returncode == 2 and "configure_optimizers" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -103,7 +103,10 @@ def comparison_table(comparison: Comparison, names: tuple[str, str] = ("original
 
 
 def is_headline(name: str) -> bool:
-    """``val/loss``, ``test/acc``: the task's own metrics, not per-class (``test/recall/3``) or diagnostic ones."""
+    """``val/loss``, ``test/acc``, a user's ``val_acc``: the model's own metrics, not per-class
+    (``test/recall/3``), optimiser or diagnostic ones."""
+    if "/" not in name:  # a user's own names (val_acc, train_loss); overfit_epoch is a diagnostic's mark
+        return name != "overfit_epoch"
     return name.startswith(HEADLINE_PREFIXES) and name.count("/") == 1
 
 

@@ -94,7 +94,9 @@ def wire_optimization(model, config: RunConfig) -> None:
         raise ConfigError("optimizer", expected=f"a section such as {{class_path: torch.optim.Adam, init_args: {{lr: 0.001}}}}",
                           hint=f"{name} does not define configure_optimizers")
     # Lazy, unlike LightningCLI: each fit builds a fresh optimizer on the parameters as they are then.
-    model.configure_optimizers = types.MethodType(functools.partial(_configure_optimizers, optimizer=optimizer, lr_scheduler=lr_scheduler, monitor=monitor.metric), model)
+    configure = functools.partial(_configure_optimizers, optimizer=optimizer, lr_scheduler=lr_scheduler, monitor=monitor.metric)
+    functools.update_wrapper(configure, _configure_optimizers)  # Lightning's is_overridden reads __wrapped__/__code__
+    model.configure_optimizers = types.MethodType(configure, model)
 
 
 def _configure_optimizers(module, optimizer: dict[str, Any], lr_scheduler: dict[str, Any] | None, monitor: str | None):
