@@ -139,7 +139,7 @@ def monitored_metric(model: Any, config: Any = None, study: Mapping[str, Any] | 
     return Monitor(metric, "max" if direction == "maximize" else "min")
 
 
-def test_skipped_because(model: Any, datamodule: Any, config: Any = None) -> str | None:
+def why_test_is_skipped(model: Any, datamodule: Any, config: Any = None) -> str | None:
     """Why the run's test is skipped (``test: false`` in the file, no ``test_step``, no test data), or None."""
     import lightning as L
     from lightning.pytorch.utilities.model_helpers import is_overridden

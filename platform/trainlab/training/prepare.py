@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainlab.config import RunConfig
-from trainlab.contract import Monitor, monitored_metric, test_skipped_because
+from trainlab.contract import Monitor, monitored_metric, why_test_is_skipped
 from trainlab.errors import ConfigError
 from trainlab.training import build
 
@@ -55,7 +55,7 @@ def prepare_run(config: RunConfig, *, callbacks: Sequence[Any] = (), checkpoint_
     model = build.build_model(config)
     monitor = monitored_metric(model, config)
     trainer, checkpoint = _build_trainer(config, model, monitor, list(callbacks), checkpoint_dir)
-    return PreparedRun(config, datamodule, model, trainer, checkpoint, monitor, test_skipped_because(model, datamodule, config))
+    return PreparedRun(config, datamodule, model, trainer, checkpoint, monitor, why_test_is_skipped(model, datamodule, config))
 
 
 def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: list, checkpoint_dir: str | None):

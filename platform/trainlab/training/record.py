@@ -66,7 +66,8 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     tags = {
         "trainlab.reproducibility": reproducibility["label"],
         "trainlab.monitor": prepared.monitor.describe(),
-        "trainlab.test": f"skipped: {prepared.test_skipped}" if prepared.test_skipped else "run on the kept checkpoint",
+        "trainlab.test": f"skipped: {prepared.test_skipped}" if prepared.test_skipped else
+        ("run on the kept checkpoint" if prepared.checkpoint else "run on the final weights"),
     }
     if reproducibility["reasons"]:
         tags["trainlab.reproducibility.reasons"] = "; ".join(reproducibility["reasons"])
