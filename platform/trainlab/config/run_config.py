@@ -117,6 +117,8 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         # null in the recorded config, or resolving that config again would bring trainlab's default back.
         if namespace.get(f"trainer.{key}", 0) is None:
             document["trainer"][key] = None
+    if document.get("test") is not False:
+        document.pop("test", None)  # the default, left unsaid: configs recorded before the key existed resolve the same
     monitor = document.pop("monitor", None) or {}
     if monitor.get("metric"):  # no section when the file names no metric: the model's contract decides
         from trainlab.contract import inferred_mode
