@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,19 +119,20 @@ def user_classes(objects: tuple[Any, ...] | list[Any]) -> list[type]:
 
 
 def is_library(cls: type) -> bool:
-    """trainlab's, Lightning's, torch's, the standard library's or an installed package's class."""
-    if cls.__module__.split(".")[0] in LIBRARY_PACKAGES:
+    """trainlab's, Lightning's, torch's, the standard library's or an installed package's class.
+
+    Decided by the class's module file: a module without one (a notebook cell, ``python -c``, ``exec``) is
+    user code that cannot be captured, not library code.
+    """
+    if cls.__module__.split(".")[0] in LIBRARY_PACKAGES or cls.__module__ in sys.builtin_module_names:
         return True
-    try:
-        source = inspect.getsourcefile(cls)
-    except TypeError:  # a built-in or C-extension class
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if not file:
+        return False
+    path = Path(file).resolve()
+    if "site-packages" in path.parts or "dist-packages" in path.parts:
         return True
-    if not source:
-        return cls.__module__ == "builtins"
-    parts = Path(source).parts
-    if "site-packages" in parts or "dist-packages" in parts:
-        return True
-    return Path(source).resolve().is_relative_to(Path(sysconfig.get_paths()["stdlib"]).resolve())
+    return path.is_relative_to(Path(sysconfig.get_paths()["stdlib"]).resolve())
 
 
 def recorded_name(path: Path) -> str:
