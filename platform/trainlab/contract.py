@@ -158,7 +158,28 @@ def task_type(model: Any) -> str | None:
 
 
 def accepts_optimization(model: Any) -> bool:
-    return isinstance(model, Optimizable)
+    """Whether ``model`` (class or instance) takes the file's sections through ``set_optimization``."""
+    return callable(getattr(model, "set_optimization", None))
+
+
+def injects_optimization(model: Any, optimizer: Any, lr_scheduler: Any) -> bool:
+    """LightningCLI's rule for a model (class or instance) without ``set_optimization``: True when the
+    sections are to be injected as its ``configure_optimizers``, False when it builds its own. A section
+    for a model with its own ``configure_optimizers``, or none for a model without, is a ConfigError."""
+    import lightning as L
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    name = getattr(model, "__name__", type(model).__name__)
+    if is_overridden("configure_optimizers", model, L.LightningModule):
+        if optimizer or lr_scheduler:
+            key = "optimizer" if optimizer else "lr_scheduler"
+            raise ConfigError(key, expected=f"no {key} section: {name} builds its own optimizer in configure_optimizers",
+                              hint="remove the section, or remove configure_optimizers from the model to have it injected")
+        return False
+    if not optimizer:
+        raise ConfigError("optimizer", expected="a section such as {class_path: torch.optim.Adam, init_args: {lr: 0.001}}",
+                          hint=f"{name} does not define configure_optimizers")
+    return True
 
 
 def data_facts(datamodule: Any) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
 
         document["monitor"] = {"metric": monitor["metric"], "mode": monitor.get("mode") or inferred_mode(monitor["metric"])}
     _check_optimization(document)
+    _check_optimization_wiring(document)
     _check_diagnostics(document)
     seed = document.get("seed_everything")
     if seed is True:
@@ -134,6 +135,17 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     elif seed is False:
         document["seed_everything"] = None
     return RunConfig(document)
+
+
+def _check_optimization_wiring(document: dict[str, Any]) -> None:
+    """Refuse now, before any run or study exists, what building the model would refuse: an optimizer section
+    for a model with its own configure_optimizers, or none for a model without (LightningCLI's rule)."""
+    from trainlab.class_paths import find_class
+    from trainlab.contract import accepts_optimization, injects_optimization
+
+    model = find_class(document["model"]["class_path"])
+    if model is not None and not accepts_optimization(model):
+        injects_optimization(model, document.get("optimizer"), document.get("lr_scheduler"))
 
 
 def _check_monitor_and_test(run: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from trainlab.class_paths import import_class, init_parameters
 from trainlab.config import RunConfig
 from trainlab.config.parse_errors import translate
-from trainlab.contract import Monitored, accepts_optimization, data_facts, monitored_metric
+from trainlab.contract import Monitored, accepts_optimization, data_facts, injects_optimization, monitored_metric
 from trainlab.errors import ConfigError
 
 
@@ -74,8 +74,6 @@ def wire_optimization(model, config: RunConfig) -> None:
     semantics: the sections are injected as its ``configure_optimizers`` when it does not override that
     method (through ``LightningCLI.configure_optimizers``, as LightningCLI does), and refused when it does.
     """
-    from lightning.pytorch.utilities.model_helpers import is_overridden
-
     monitor = monitored_metric(model, config)
     if isinstance(model, Monitored) and monitor.metric:
         model.monitor, model.monitor_mode = monitor.metric, monitor.mode  # its scheduler follows the run's monitor
@@ -83,16 +81,8 @@ def wire_optimization(model, config: RunConfig) -> None:
     if accepts_optimization(model):
         model.set_optimization(optimizer, lr_scheduler)
         return
-    name = type(model).__name__
-    if is_overridden("configure_optimizers", model):
-        if optimizer or lr_scheduler:
-            key = "optimizer" if optimizer else "lr_scheduler"
-            raise ConfigError(key, expected=f"no {key} section: {name} builds its own optimizer in configure_optimizers",
-                              hint="remove the section, or remove configure_optimizers from the model to have it injected")
+    if not injects_optimization(model, optimizer, lr_scheduler):
         return
-    if not optimizer:
-        raise ConfigError("optimizer", expected=f"a section such as {{class_path: torch.optim.Adam, init_args: {{lr: 0.001}}}}",
-                          hint=f"{name} does not define configure_optimizers")
     # Lazy, unlike LightningCLI: each fit builds a fresh optimizer on the parameters as they are then.
     configure = functools.partial(_configure_optimizers, optimizer=optimizer, lr_scheduler=lr_scheduler, monitor=monitor.metric)
     functools.update_wrapper(configure, _configure_optimizers)  # Lightning's is_overridden reads __wrapped__/__code__
