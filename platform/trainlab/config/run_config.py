@@ -11,6 +11,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from trainlab.config.parse_errors import translate
+from trainlab.config.run_checks import check_run_plan, check_run_sections
 from trainlab.errors import ConfigError
 
 # Trainer defaults that differ from Lightning's: determinism on (warn, not fail, for ops that have no
@@ -74,12 +75,14 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     for required in ("model", "data"):
         if not run.get(required):
             raise ConfigError(required, expected="a section with class_path (and init_args), e.g. class_path: MLPClassifier")
+    check_run_sections(run)
     parser = run_parser()
     try:
         namespace = parser.parse_object(copy.deepcopy(run))
     except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
-        raise translate(str(exc)) from None
+        raise translate(str(exc), run) from None
     document = yaml.safe_load(parser.dump(namespace, skip_validation=True))
+    check_run_plan(document)
     _check_optimization(document)
     _check_diagnostics(document)
     seed = document.get("seed_everything")
