@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ class Experiment:
     study: dict[str, Any] | None = None
     search_space: dict[str, Any] | None = None
     source: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:

@@ -190,3 +190,15 @@ def _literal(text: str):
 
 def _missing():
     return _MISSING
+
+
+def trainer_error(exc: BaseException, arguments: dict) -> ConfigError:
+    """One line for a ``lightning.Trainer(**arguments)`` that Lightning refused (MisconfigurationException and
+    friends): the trainer key its message names, the value given, Lightning's reason as the hint."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # Lightning writes the key it refuses as `key=...` or `key`; a bare word (cpu accelerator) is the last resort.
+    for pattern in (r"(?<![\w.]){}=", r"`{}`", r"(?<![\w.]){}(?!\w)"):
+        for name in arguments:
+            if re.search(pattern.format(re.escape(name)), reason):
+                return ConfigError(f"trainer.{name}", arguments[name], "a value Lightning accepts on this machine", hint=reason)
+    return ConfigError("trainer", expected="settings Lightning accepts on this machine", hint=reason)

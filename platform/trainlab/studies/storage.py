@@ -100,6 +100,7 @@ def open_storage(url: str):
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    check_storage_url(url)
     if is_rdb_url(url):
         engine_kwargs = {} if scheme(url) == "sqlite" else dict(RDB_ENGINE_KWARGS)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
@@ -206,6 +207,7 @@ class ClaimLock:
     """
 
     def __init__(self, url: str, study_name: str) -> None:
+        check_storage_url(url)  # the lock is the first thing a study writes beside its storage
         self.url = url
         self.study_name = study_name
         self._file_lock = None
