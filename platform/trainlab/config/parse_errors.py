@@ -59,7 +59,7 @@ def translate(message: str, document: dict | None = None) -> ConfigError:
         return _unknown_key(f"{key}.{match.group(1)}", match.group(1), class_path, document=document)
     if match := re.match(r"Group '([^']+)' does not accept option '([^']+)'", leaf):
         return _unknown_key(f"{match.group(1)}.{match.group(2)}", match.group(2), None, group=match.group(1), document=document)
-    if class_path is None and "Does not validate against any of the Union subtypes" in message and re.match(r"(Expected a |Not a valid subclass of )", leaf):
+    if class_path is None and "Does not validate against any of the Union subtypes" in message and re.match(r"(Expected a <class |Expected a typing\.Literal|Not a valid subclass of )", leaf):
         return ConfigError(key, given if given is not None else _missing(), _union_expectation(lines, key))
     if class_path and re.match(r"No module named|module '.+' has no attribute|cannot import", leaf):
         return ConfigError(key.removesuffix(".init_args") + ".class_path", class_path, "an importable class path", hint=leaf)
