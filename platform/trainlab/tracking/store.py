@@ -21,6 +21,10 @@ TRACKING_URI_EXAMPLES = "sqlite:///mlflow.db, postgresql://user@host/db or http:
 # Database schemes MLflow's SQLAlchemy store accepts (a driver may follow: postgresql+psycopg2).
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+# MLflow's own SQLAlchemy pool when the tracking URI is a database server: at most two connections per
+# process (MLflow's default is SQLAlchemy's 5 + 10 overflow), so many workers fit in max_connections.
+# Environment defaults, so a user's own setting wins and worker processes inherit them.
+DATABASE_POOL_ENV = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
 CONNECT_TIMEOUT_S = 5
 
 
@@ -177,6 +181,10 @@ def _first_line(exc: object) -> str:
 
 def tracking_client(uri: str):
     from mlflow.tracking import MlflowClient
+
+    if scheme(uri) in DATABASE_SCHEMES and scheme(uri) != "sqlite":
+        for name, value in DATABASE_POOL_ENV.items():
+            os.environ.setdefault(name, value)
 
     return MlflowClient(tracking_uri=uri)
 
