@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -90,25 +91,35 @@ def test_an_intact_journal_is_left_byte_for_byte(tmp_path):
     assert not Path(f"{journal}.lock").exists(), "the lock is released"
 
 
+def _trainlab(*args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.integration
-def test_a_study_whose_journal_was_cut_mid_write_resumes_with_the_cli(workdir, cli, tracking_uri):
-    """The issue's test: truncate the journal's last line of a real study and resume it."""
+def test_a_study_whose_journal_was_cut_mid_write_resumes_with_the_cli(workdir, tracking_uri):
+    """The issue's test: truncate the journal's last line of a real study and resume it.
+
+    Real processes for both invocations: a trial owned by a live process (this one) would not be reaped.
+    """
     import optuna
 
     path = _study_file(workdir, n_trials=2)
-    first = cli("study", path)
-    assert first.code == 0, first
+    first = _trainlab("study", path, cwd=workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
     journal = workdir / "optuna_journal.log"
     data = journal.read_bytes()
     journal.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1 + 10])  # the last record cut after 10 bytes
 
-    again = cli("study", path, "--n-trials", "3")
+    again = _trainlab("study", path, "--n-trials", "3", cwd=workdir)
 
-    assert again.code == 0, again
-    assert "Traceback" not in again.err
-    notes = [line for line in again.err.splitlines() if "dropped a partial last record" in line]
-    assert len(notes) == 1, again.err
-    study = optuna.load_study(study_name="stores", storage=str(journal))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    notes = [line for line in again.stderr.splitlines() if "dropped a partial last record" in line]
+    assert len(notes) == 1, again.stderr[-3000:]
+    from trainlab.studies.storage import open_storage
+
+    study = optuna.load_study(study_name="stores", storage=open_storage(str(journal)))
     states = [t.state.name for t in study.trials]
     assert "RUNNING" not in states and states.count("COMPLETE") + states.count("PRUNED") >= 3, states
     runs = all_runs(tracking_uri)
