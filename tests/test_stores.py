@@ -319,3 +319,47 @@ def test_a_worker_holds_at_most_two_postgresql_connections():
         optuna.delete_study(study_name=name, storage=storage)
         storage.engine.dispose()
         monitor.dispose()
+
+
+@pytest.fixture
+def small_postgres(tmp_path):
+    """A private PostgreSQL server with max_connections=20 (the issue's "too many clients" setting)."""
+    import socket
+
+    bin_dir = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+    need(bin_dir is not None and (bin_dir / "initdb").exists(), "PostgreSQL server binaries (initdb, pg_ctl)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # the server refuses to run as root
+    data = Path(tempfile.mkdtemp(prefix="trainlab-pg-"))
+    if as_postgres:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+    options = f"-p {port} -c max_connections=20 -c listen_addresses=127.0.0.1 -k {data} -c fsync=off"
+    subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        for database in ("optuna", "mlflow"):
+            subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database], check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_four_workers_fit_in_a_server_with_max_connections_20(workdir, small_postgres):
+    """Fault 7: `--jobs 4` with both the study and MLflow on one PostgreSQL that allows 20 clients."""
+    import optuna
+
+    path = _study_file(workdir, n_trials=4)
+    result = _trainlab("study", path, "--jobs", "4", "--storage", f"{small_postgres}/optuna", "--tracking-uri", f"{small_postgres}/mlflow", cwd=workdir)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "too many clients" not in result.stderr
+    study = optuna.load_study(study_name="stores", storage=f"{small_postgres}/optuna")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 4 and "FAIL" not in states, states
+    runs = all_runs(f"{small_postgres}/mlflow")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 5, "the parent run and one run per trial"
