@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from trainlab.types import UnitFraction
+from trainlab.types import HeldOutFraction
 from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 
 
@@ -18,7 +18,7 @@ class Digits(InMemoryDataModule):
           init_args: {batch_size: 64, val_fraction: 0.15}
     """
 
-    def __init__(self, test_fraction: UnitFraction = 0.2, **kwargs) -> None:
+    def __init__(self, test_fraction: HeldOutFraction = 0.2, **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")

@@ -8,7 +8,7 @@ import torch
 
 from trainlab.datamodules.data_packages import import_data_package
 from trainlab.datamodules.in_memory import InMemoryDataModule, Split
-from trainlab.types import PositiveInt, UnitFraction
+from trainlab.types import HeldOutFraction, PositiveInt
 
 
 class SeriesWindows(InMemoryDataModule):
@@ -27,7 +27,7 @@ class SeriesWindows(InMemoryDataModule):
         self,
         window: PositiveInt = 24,
         horizon: PositiveInt = 1,
-        test_fraction: UnitFraction = 0.2,
+        test_fraction: HeldOutFraction = 0.2,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)

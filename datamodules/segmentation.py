@@ -10,7 +10,7 @@ import torch
 from trainlab.datamodules.data_packages import import_data_package
 from trainlab.datamodules.in_memory import InMemoryDataModule, Split
 from trainlab.datamodules.mnist import FashionMNIST
-from trainlab.types import NonNegativeInt, PositiveInt, UnitFraction
+from trainlab.types import HeldOutFraction, NonNegativeInt, PositiveInt, UnitFraction
 
 
 def _tiles(image: torch.Tensor, mask: torch.Tensor, size: int, stride: int) -> Split:
@@ -55,7 +55,7 @@ class NucleiTiles(InMemoryDataModule):
         self,
         tile: PositiveInt = 64,
         stride: Optional[PositiveInt] = None,
-        test_fraction: UnitFraction = 0.25,
+        test_fraction: HeldOutFraction = 0.25,
         augment: bool = True,
         val_fraction: UnitFraction = 0.125,
         **kwargs,

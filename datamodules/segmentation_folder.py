@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from trainlab.datamodules.in_memory import InMemoryDataModule, Split
-from trainlab.types import UnitFraction
+from trainlab.types import HeldOutFraction
 
 EXTENSIONS = (".png", ".tif", ".tiff")
 
@@ -50,7 +50,7 @@ class SegmentationFolder(InMemoryDataModule):
         images: str = "images",
         masks: str = "masks",
         binary: bool = False,
-        test_fraction: UnitFraction = 0.2,
+        test_fraction: HeldOutFraction = 0.2,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)

@@ -8,13 +8,13 @@ from typing import Literal, Optional
 import torch
 
 from trainlab.datamodules.in_memory import InMemoryDataModule, Split
-from trainlab.types import UnitFraction
+from trainlab.types import HeldOutFraction
 
 
 class _HeldOutTest(InMemoryDataModule):
     """A table with no official test split: ``test_fraction`` of the rows is held out by ``split_seed``."""
 
-    def __init__(self, test_fraction: UnitFraction = 0.2, **kwargs) -> None:
+    def __init__(self, test_fraction: HeldOutFraction = 0.2, **kwargs) -> None:
         super().__init__(**kwargs)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")

@@ -99,3 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("trainlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # one error path for every command: one line, the traceback only with --debug
+        if debug:
+            raise
+        code, line = describe_failure(exc)
+        print(f"trainlab: error: {line}", file=sys.stderr)
+        return code
+
+
+def describe_failure(exc: BaseException) -> tuple[int, str]:
+    """Exit code and one line for an exception no command turned into a ConfigError.
+
+    A file or folder this user may not write (permissions, a read-only mount) is the operator's input:
+    exit 2, the path named. Anything else is a failure of the command: exit 1, the exception in one line.
+    """
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = exc.filename or "a file or folder"
+        return 2, f"{where}: {exc.strerror or 'permission denied'}; expected a path this user can read and write"
+    text = str(exc).strip().splitlines()
+    return 1, f"{type(exc).__name__}: {text[0][:300] if text else ''} (run with --debug for the traceback)"

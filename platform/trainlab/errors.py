@@ -52,4 +52,6 @@ ConfigError = InputError
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
+    if isinstance(value, str):
+        limit = 300  # a path or URI is the whole point of the message: keep it whole
     return text if len(text) <= limit else text[: limit - 3] + "..."

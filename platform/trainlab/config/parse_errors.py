@@ -11,7 +11,7 @@ import difflib
 import inspect
 import re
 
-from trainlab.errors import ConfigError
+from trainlab.errors import _MISSING, ConfigError
 
 _FRIENDLY_TYPES = {
     "UnitFraction": "a number in [0, 1)",
@@ -19,6 +19,8 @@ _FRIENDLY_TYPES = {
     "NonNegativeInt": "an integer >= 0",
     "PositiveFloat": "a number > 0",
     "NonNegativeFloat": "a number >= 0",
+    "OpenUnitInterval": "a number in (0, 1)",
+    "NotEmptyStr": "a non-empty string",
 }
 _STRUCTURAL = (
     "Does not validate against any of the Union subtypes",
@@ -29,7 +31,9 @@ _STRUCTURAL = (
 )
 
 
-def translate(message: str) -> ConfigError:
+def translate(message: str, document: dict | None = None) -> ConfigError:
+    """The one-line :class:`ConfigError` for jsonargparse's ``message``; ``document`` (the run config it was
+    given) supplies the offending value where the message leaves it out."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     path: list[str] = []
     class_path = None
@@ -48,11 +52,15 @@ def translate(message: str) -> ConfigError:
     key = ".".join(path) or "config"
     leaf = leaf or message.splitlines()[0]
     given = _descend(given, path[1:]) if given is not None else None
+    if document is not None and _lookup(document, key) is not _MISSING:
+        given = _lookup(document, key)
 
     if match := re.match(r"Option '([^']+)' is not accepted", leaf):
-        return _unknown_key(f"{key}.{match.group(1)}", match.group(1), class_path)
+        return _unknown_key(f"{key}.{match.group(1)}", match.group(1), class_path, document=document)
     if match := re.match(r"Group '([^']+)' does not accept option '([^']+)'", leaf):
-        return _unknown_key(f"{match.group(1)}.{match.group(2)}", match.group(2), None, group=match.group(1))
+        return _unknown_key(f"{match.group(1)}.{match.group(2)}", match.group(2), None, group=match.group(1), document=document)
+    if class_path is None and "Does not validate against any of the Union subtypes" in message and re.match(r"(Expected a <class |Expected a typing\.Literal|Not a valid subclass of )", leaf):
+        return ConfigError(key, given if given is not None else _missing(), _union_expectation(lines, key))
     if class_path and re.match(r"No module named|module '.+' has no attribute|cannot import", leaf):
         return ConfigError(key.removesuffix(".init_args") + ".class_path", class_path, "an importable class path", hint=leaf)
     if match := re.match(r"Not of type (\w+): (.+?) does not conform to restriction (.+)", leaf):
@@ -74,17 +82,57 @@ def translate(message: str) -> ConfigError:
         return ConfigError(key, _literal(match.group(2)), _a(match.group(1)))
     if match := re.match(r"Expected a <class '(\w+)'>", leaf):
         return ConfigError(key, given if given is not None else _missing(), _a(match.group(1)))
+    if match := re.match(r"Not a valid subclass of (\w+)", leaf):
+        return ConfigError(key, given if given is not None else _missing(), _subclass_expectation(match.group(1)))
     if match := re.match(r'Key "([^"]+)" is required but not included in config object or its value is None', leaf):
         return ConfigError(match.group(1), expected="a value (this key is required)")
-    return ConfigError(key, expected=leaf.rstrip("."))
+    # A message this module does not know yet: still a sentence, with jsonargparse's words as the reason.
+    return ConfigError(key, given if given is not None else _missing(), "a value this key accepts", hint=leaf.rstrip("."))
 
 
-def _unknown_key(key: str, option: str, class_path: str | None, group: str | None = None) -> ConfigError:
+def _union_expectation(lines: list[str], key: str) -> str:
+    """``a bool or an int``, ``one of 64, 32, 16, '16-mixed' or null``: every alternative of a Union type."""
+    literals: list[str] = []
+    others: list[str] = []
+    for line in lines:
+        if match := re.match(r"- Expected a typing\.Literal\[(.+)\]$", line):
+            literals.append(match.group(1))
+        elif match := re.match(r"- Expected a <class '(\w+)'>$", line):
+            if match.group(1) != "NoneType":
+                others.append(_a(match.group(1)))
+            elif key not in ("model", "data"):  # those two are required: null is no choice
+                others.append("null")
+        elif match := re.match(r"- Not a valid subclass of (\w+)", line):
+            others.append(_subclass_expectation(match.group(1)))
+    choices = ([f"one of {', '.join(literals)}"] if literals else []) + others
+    if not choices:
+        return "a value this key accepts"
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+def _subclass_expectation(base: str) -> str:
+    return f"a {base} class (its name, or a mapping with class_path and init_args)"
+
+
+def _unknown_key(key: str, option: str, class_path: str | None, group: str | None = None, document: dict | None = None) -> ConfigError:
     accepted = _accepted_options(class_path, group)
     close = difflib.get_close_matches(option, accepted, n=1)
     hint = f"did you mean '{close[0]}'?" if close else None
-    expected = "a known key" + (f" ({', '.join(accepted[:12])}{', ...' if len(accepted) > 12 else ''})" if accepted else "")
-    return ConfigError(key, expected=expected, hint=hint)
+    owner = class_path.rpartition(".")[2] if class_path else group
+    expected = f"a key that {owner} accepts" if owner else "a known key"
+    if accepted:
+        expected += f" ({', '.join(accepted[:12])}{', ...' if len(accepted) > 12 else ''})"
+    value = _lookup(document, key) if document is not None else _MISSING
+    return ConfigError(key, value, expected=expected, hint=hint)
+
+
+def _lookup(document: dict, key: str):
+    node = document
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 def _accepted_options(class_path: str | None, group: str | None) -> list[str]:
@@ -141,6 +189,16 @@ def _literal(text: str):
 
 
 def _missing():
-    from trainlab.errors import _MISSING
-
     return _MISSING
+
+
+def trainer_error(exc: BaseException, arguments: dict) -> ConfigError:
+    """One line for a ``lightning.Trainer(**arguments)`` that Lightning refused (MisconfigurationException and
+    friends): the trainer key its message names, the value given, Lightning's reason as the hint."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # Lightning writes the key it refuses as `key=...` or `key`; a bare word (cpu accelerator) is the last resort.
+    for pattern in (r"(?<![\w.]){}=", r"`{}`", r"(?<![\w.]){}(?!\w)"):
+        for name in arguments:
+            if re.search(pattern.format(re.escape(name)), reason):
+                return ConfigError(f"trainer.{name}", arguments[name], "a value Lightning accepts on this machine", hint=reason)
+    return ConfigError("trainer", expected="settings Lightning accepts on this machine", hint=reason)

@@ -12,6 +12,7 @@ import yaml
 
 from trainlab.config.import_paths import check_class_section
 from trainlab.config.parse_errors import translate
+from trainlab.config.run_checks import check_run_plan, check_run_sections
 from trainlab.errors import ConfigError
 
 # Trainer defaults that differ from Lightning's: determinism on (warn, not fail, for ops that have no
@@ -104,13 +105,15 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
     for required in ("model", "data"):
         if not run.get(required):
             raise ConfigError(required, expected="a section with class_path (and init_args), e.g. class_path: MLPClassifier")
+    check_run_sections(run)
+    for required in ("model", "data"):
         check_class_section(required, run[required])
     _check_monitor_and_test(run)
     parser = run_parser()
     try:
         namespace = parser.parse_object(copy.deepcopy(run))
     except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
-        raise translate(str(exc)) from None
+        raise translate(str(exc), run) from None
     document = yaml.safe_load(parser.dump(namespace, skip_validation=True))
     for key in TRAINER_DEFAULTS:
         # The dump leaves out None values; a null the file wrote (LightningCLI's max_epochs: null) must stay
@@ -124,6 +127,7 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         from trainlab.contract import inferred_mode
 
         document["monitor"] = {"metric": monitor["metric"], "mode": monitor.get("mode") or inferred_mode(monitor["metric"])}
+    check_run_plan(document)
     _check_optimization(document)
     _check_optimization_wiring(document)
     _check_diagnostics(document)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from jsonargparse.typing import NotEmptyStr
+
 
 @dataclass
 class TrackingSpec:
@@ -18,7 +20,7 @@ class TrackingSpec:
           tags: {owner: me}
     """
 
-    experiment: str = "trainlab"
+    experiment: NotEmptyStr = "trainlab"  # MLflow refuses an empty experiment name
     run_name: Optional[str] = None
     description: Optional[str] = None
     tags: dict[str, str] = field(default_factory=dict)

@@ -68,13 +68,10 @@ class RecordedRun:
 
 
 def open_store(tracking_uri: str):
-    """The MLflow client for ``tracking_uri``; a SQLite file that does not exist is bad input, not a new store."""
-    from trainlab.tracking.store import tracking_client
+    """The MLflow client for ``tracking_uri``; a store that does not exist is bad input, never a new store."""
+    from trainlab.tracking.store import open_tracking_store
 
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix) and ":memory:" not in tracking_uri and not os.path.exists(tracking_uri[len(prefix) :]):
-        raise ConfigError("--tracking-uri", tracking_uri, "an existing MLflow store", hint="no runs were recorded there")
-    return tracking_client(tracking_uri)
+    return open_tracking_store(tracking_uri, create=False)
 
 
 def load_recorded(client, run_id: str, required: tuple[str, ...] = (CONFIG, ENVIRONMENT), workdir: str | None = None) -> RecordedRun:

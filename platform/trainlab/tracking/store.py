@@ -1,10 +1,31 @@
-"""Which MLflow store a command talks to, and its client."""
+"""Which MLflow store a command talks to, checked before anything is read or written, and its client.
+
+Reading commands (runs, diff, reproduce, confirm, ui) open the store with ``create=False`` and never make a
+new one; commands that record (train, study) use ``create=True``. Either way a store that cannot work
+(unknown scheme, missing directory, unreachable server, missing database) is one :class:`ConfigError`
+line naming the URI, before MLflow writes a byte or retries for minutes.
+"""
 
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from trainlab.errors import ConfigError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default: a plain `mlflow ui` here shows the same runs
+SQLITE_PREFIX = "sqlite:///"
+TRACKING_URI_EXAMPLES = "sqlite:///mlflow.db, postgresql://user@host/db or http://host:5000"
+# Database schemes MLflow's SQLAlchemy store accepts (a driver may follow: postgresql+psycopg2).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# MLflow's own SQLAlchemy pool when the tracking URI is a database server: at most two connections per
+# process (MLflow's default is SQLAlchemy's 5 + 10 overflow), so many workers fit in max_connections.
+# Environment defaults, so a user's own setting wins and worker processes inherit them.
+DATABASE_POOL_ENV = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
+CONNECT_TIMEOUT_S = 5
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
@@ -14,23 +35,156 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     may start elsewhere, so ``sqlite:///mlflow.db`` must not silently mean two different files.
     """
     uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and ":memory:" not in uri:
-        uri = prefix + os.path.abspath(uri[len(prefix) :])
+    path = sqlite_path(uri)
+    if path is not None and not os.path.isabs(path):
+        uri = SQLITE_PREFIX + os.path.abspath(path)
     return uri
 
 
-def local_store_dir(tracking_uri: str) -> str:
-    """The directory holding a SQLite tracking store (else the working directory): where local siblings such as
-    the default Optuna storage live."""
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        return os.path.dirname(tracking_uri[len(prefix) :]) or os.getcwd()
-    return os.getcwd()
+def sqlite_path(uri: str) -> str | None:
+    """The file behind a ``sqlite:///PATH`` URI (``sqlite:////abs`` and ``sqlite:///rel`` alike), else None.
+
+    None too for an in-memory database. The one place that takes SQLite URIs apart.
+    """
+    if not uri.startswith(SQLITE_PREFIX):
+        return None
+    path = uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        return None
+    return os.path.expanduser(path)
+
+
+def scheme(uri: str) -> str:
+    """``postgresql`` for ``postgresql+psycopg2://…``; ``""`` for a plain path."""
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+
+
+def check_tracking_store(uri: str, *, create: bool, key: str = "--tracking-uri") -> None:
+    """Raise :class:`ConfigError` (one line, the URI named) unless ``uri`` is a store MLflow can use now.
+
+    ``create=False`` (reading commands): the store must already exist; nothing is created.
+    ``create=True`` (train, study): a new SQLite file may be made, in an existing, writable directory.
+    """
+    kind = scheme(uri)
+    if kind == "sqlite":
+        path = sqlite_path(uri)
+        if path is not None:
+            check_sqlite_file(path, uri, create=create, key=key)
+    elif kind in DATABASE_SCHEMES:
+        check_database_server(uri, key=key)
+    elif kind in ("http", "https"):
+        _check_tracking_server(uri, key)
+    elif kind in ("", "file"):
+        _check_file_store(uri, create=create, key=key)
+    elif kind != "databricks":
+        raise ConfigError(key, uri, f"a tracking URI such as {TRACKING_URI_EXAMPLES} (unknown scheme {kind}://)")
+
+
+def open_tracking_store(uri: str, *, create: bool, key: str = "--tracking-uri"):
+    """The MLflow client for ``uri`` after :func:`check_tracking_store`."""
+    check_tracking_store(uri, create=create, key=key)
+    return tracking_client(uri)
+
+
+def check_sqlite_file(path: str, uri: str, *, create: bool, key: str) -> None:
+    """A SQLite store: for reading, an existing SQLite file; for writing, also a writable directory."""
+    file = Path(path)
+    blocker = _file_above(file)
+    if blocker is not None:
+        raise ConfigError(key, uri, f"a path whose folders are folders ({blocker} is a file)")
+    if file.is_dir():
+        raise ConfigError(key, uri, "a SQLite file, not a directory")
+    if file.exists():
+        if file.stat().st_size and _head(file) != _SQLITE_MAGIC:
+            raise ConfigError(key, uri, "a SQLite database file (this file is something else)")
+        if create and not (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)):
+            raise ConfigError(key, uri, "a SQLite file in a folder this user can write", hint="permission denied")
+        if not create and not os.access(file, os.R_OK):
+            raise ConfigError(key, uri, "a SQLite file this user can read", hint="permission denied")
+        return
+    if not create:
+        raise ConfigError(key, uri, "an existing MLflow store (no such file; reading commands never create one)")
+    if not file.parent.is_dir():
+        raise ConfigError(key, uri, f"a file in an existing directory ({file.parent} does not exist)")
+    if not os.access(file.parent, os.W_OK | os.X_OK):
+        raise ConfigError(key, uri, f"a file in a directory this user can write ({file.parent} is not writable)")
+
+
+def check_database_server(url: str, *, key: str) -> None:
+    """PostgreSQL/MySQL: the server answers and the database exists (one line naming host and database)."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(key, url, "a database URL such as postgresql://user@host:5432/db") from None
+    shown = parsed.render_as_string(hide_password=True)
+    where = f"database {parsed.database!r} on {parsed.host or 'localhost'}:{parsed.port or 'default port'}"
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if parsed.get_backend_name() in ("postgresql", "mysql") else {}
+    try:
+        engine = sqlalchemy.create_engine(parsed, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args)
+    except Exception as exc:  # no driver installed, bad query options
+        raise ConfigError(key, shown, "a database URL whose driver is installed", hint=_first_line(exc)) from None
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as exc:
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        if "does not exist" in reason or "Unknown database" in reason:
+            raise ConfigError(key, shown, f"an existing {where} (create it first, e.g. createdb)", hint=reason) from None
+        raise ConfigError(key, shown, f"a reachable {where}", hint=reason) from None
+    finally:
+        engine.dispose()
+
+
+def _check_tracking_server(uri: str, key: str) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers; MLflow reports what it does not like with its own message
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(key, uri, "a reachable MLflow tracking server (trainlab server starts one)", hint=str(reason)) from None
+
+
+def _check_file_store(uri: str, *, create: bool, key: str) -> None:
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
+    blocker = _file_above(path / "x")
+    if blocker is not None:
+        raise ConfigError(key, uri, f"a directory for MLflow's file store ({blocker} is a file)")
+    if not create and not path.is_dir():
+        raise ConfigError(key, uri, "an existing MLflow store (no such directory; reading commands never create one)")
+
+
+def _file_above(path: Path) -> Path | None:
+    """The first ancestor of ``path`` that exists but is not a directory (``a.txt`` in ``a.txt/x.db``)."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            return file.read(len(_SQLITE_MAGIC))
+    except OSError:
+        return b""
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def tracking_client(uri: str):
     from mlflow.tracking import MlflowClient
+
+    if scheme(uri) in DATABASE_SCHEMES and scheme(uri) != "sqlite":
+        for name, value in DATABASE_POOL_ENV.items():
+            os.environ.setdefault(name, value)
 
     return MlflowClient(tracking_uri=uri)
 
