@@ -28,8 +28,9 @@ def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures
 
     The guard comes first, so no other callback sees the non-finite step. ``pictures=False`` (a study
     trial) keeps every verdict, tag, note and metric and draws no matplotlib figure: the callbacks that
-    only draw are left out, the others skip their figures. :func:`draw_recorded_pictures` draws the
-    learning curves and gradient-flow pictures of such a run later, from what it recorded.
+    only draw are left out, the others skip their figures.
+    :func:`trainlab.diagnostics.recorded.draw_recorded_pictures` draws the learning curves and gradient-flow
+    pictures of such a run later, from what it recorded.
     """
     from torch import nn
 

@@ -24,6 +24,11 @@ _CURES = {
 }
 
 
+def metric_safe(layer: str) -> str:
+    """A layer's name as it appears in metric names: MLflow accepts letters, digits, _ - . / and space."""
+    return re.sub(r"[^\w\-./ ]", "_", layer)
+
+
 @dataclass
 class GradientVerdict:
     """``verdict`` is "vanishing", "exploding" or "healthy"; ``layers`` are the indices of the layers responsible."""
@@ -110,8 +115,7 @@ class GradientFlowMonitor(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._close_epoch():
             return
-        # MLflow accepts letters, digits and _ - . / and space in metric names; module names are nearly always fine.
-        names = [re.sub(r"[^\w\-./ ]", "_", self.layers.short_name(i)) for i in range(len(self.layers))]
+        names = [metric_safe(self.layers.short_name(i)) for i in range(len(self.layers))]
         metrics = {f"gradients/grad_norm/{n}": float(v) for n, v in zip(names, self.epoch_grad_norms[-1])}
         metrics.update({f"gradients/update_ratio/{n}": float(v) for n, v in zip(names, self.epoch_update_ratios[-1])})
         log_epoch_metrics(trainer, metrics)
