@@ -63,7 +63,7 @@ def new_figure(**kwargs):
 
     Saving it as PNG renders with Agg, so training machines need no display. Figures whose content has a
     known shape set their margins with ``subplots_adjust``: ``tight_layout`` draws the figure once more
-    to measure it, about a third of a small figure's cost (benchmarks/diagnostics_cost.py).
+    to measure it, about a third of a small figure's cost (measured on the learning-curves figure).
     """
     from matplotlib.figure import Figure
 

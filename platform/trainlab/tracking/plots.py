@@ -19,7 +19,7 @@ def learning_curves_figure(history: dict[str, list[tuple[int, float]]], metrics:
     optimiser = "optim/lr" in history
     panels = max(len(present) + optimiser, 1)
     # A Figure outside pyplot (nothing to close; PNGs render with Agg) with fixed margins: tight_layout
-    # would draw the figure once more to measure what is known here (benchmarks/diagnostics_cost.py).
+    # would draw the figure once more to measure what is known here (a third of this figure's cost).
     width = 5.5 * panels
     fig = Figure(figsize=(width, 4))
     axes = fig.subplots(1, panels, squeeze=False)
