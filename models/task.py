@@ -36,8 +36,9 @@ class EpochMean(Metric):
         self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, value: torch.Tensor, weight: int) -> None:
-        self.total += torch.as_tensor(value, device=self.total.device).to(self.total.dtype) * weight
-        self.weight += weight
+        # In place: ``+=`` on a module attribute also runs nn.Module.__setattr__, slower than the addition.
+        self.total.add_(torch.as_tensor(value, device=self.total.device).to(self.total.dtype) * weight)
+        self.weight.add_(weight)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.weight
