@@ -114,7 +114,7 @@ def main() -> None:
     clock = HookClock()
     make_callbacks = trainlab.diagnostics.diagnostic_callbacks
     # fit_run imports the hook by name when it builds the trainer, so wrapping the module attribute reaches it.
-    trainlab.diagnostics.diagnostic_callbacks = lambda settings, model: clock.instrument(make_callbacks(settings, model))
+    trainlab.diagnostics.diagnostic_callbacks = lambda settings, model, **options: clock.instrument(make_callbacks(settings, model, **options))
     hook_seconds, default_seconds = 0.0, 0.0
 
     names = ["none", "default"] + (["expensive"] if args.expensive else [])

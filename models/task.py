@@ -13,10 +13,35 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import instantiate_class
+from torchmetrics import Metric
 
 from trainlab.models.losses import l1_norm
 
 DEFAULT_OPTIMIZER = {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}}
+
+
+class EpochMean(Metric):
+    """Mean of per-step values weighted by batch size, summed over DDP ranks by torchmetrics.
+
+    torchmetrics' ``MeanMetric`` checks every update for NaN (a host sync per step), and its
+    ``nan_strategy="disable"`` drops the weights (torchmetrics 1.9); the weighted sum is two lines.
+    A NaN loss makes the epoch mean NaN, as Lightning's own epoch means do.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        # In place: ``+=`` on a module attribute also runs nn.Module.__setattr__, slower than the addition.
+        self.total.add_(torch.as_tensor(value, device=self.total.device).to(self.total.dtype) * weight)
+        self.weight.add_(weight)
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.weight
 
 
 class TrainlabTask(L.LightningModule):
@@ -45,6 +70,8 @@ class TrainlabTask(L.LightningModule):
         self.l1_penalty = l1_penalty
         self.optimizer_config: dict[str, Any] = DEFAULT_OPTIMIZER
         self.lr_scheduler_config: dict[str, Any] | None = None
+        # log_epoch_metric's means, by (stage, name); a plain dict, so they stay out of state_dict and checkpoints.
+        self._epoch_means: dict[tuple[str, str], EpochMean] = {}
 
     # -- the loop ----------------------------------------------------------------------------------
     def shared_step(self, batch: Any, stage: str) -> torch.Tensor:
@@ -63,6 +90,22 @@ class TrainlabTask(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self.shared_step(batch, "test")
+
+    # Lightning resets log_epoch_metric's means at each epoch's end; resetting them at the start too
+    # keeps a fit or test that follows an interrupted one from starting with its partial sums.
+    def on_train_epoch_start(self) -> None:
+        self._reset_epoch_means("train")
+
+    def on_validation_start(self) -> None:
+        self._reset_epoch_means("validate")
+
+    def on_test_start(self) -> None:
+        self._reset_epoch_means("test")
+
+    def _reset_epoch_means(self, stage: str) -> None:
+        for (mean_stage, _), mean in self._epoch_means.items():
+            if mean_stage == stage:
+                mean.reset()
 
     # Tasks keep one torchmetrics collection per stage in ``self.metrics[f"{stage}_metrics"]``.
     def on_train_epoch_end(self) -> None:
@@ -111,8 +154,28 @@ class TrainlabTask(L.LightningModule):
         return config
 
     def log_epoch_metric(self, name: str, value: Any, batch_size: int) -> None:
-        """Epoch-level logging, reduced across DDP ranks; the MLflow logger writes it with the epoch as step."""
-        self.log(name, value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
+        """Log the epoch mean of a per-step value (weighted by ``batch_size``), reduced across DDP ranks.
+
+        Each step only adds to an :class:`EpochMean` on the device. ``self.log`` with a tensor on every step
+        moves and accumulates it through Lightning's result collection, about a millisecond a call on a
+        CPU (as much as a small net's step; benchmarks/overhead.py). The metric object is handed to
+        ``self.log`` once per epoch instead: Lightning computes it when the epoch's values are read
+        (callbacks' ``on_<stage>_epoch_end`` see it, as before) and resets it at the epoch's end. The MLflow
+        logger writes it with the epoch as step.
+        """
+        if self._trainer is None:
+            return  # outside a Trainer there is no epoch to log to (self.log would only warn)
+        # The sanity check is validation: one entry in Lightning's validation results, one mean.
+        stage = "validate" if self.trainer.sanity_checking else self.trainer.state.stage.value
+        key = (stage, name)
+        mean = self._epoch_means.get(key)
+        if mean is None:
+            device = value.device if isinstance(value, torch.Tensor) else self.device
+            mean = self._epoch_means[key] = EpochMean().to(device)
+        mean.update(value, batch_size)
+        if mean.update_count == 1:  # the epoch's first step: (re-)register with this epoch's results
+            # metric_attribute: the means are not submodules, so Lightning cannot look their names up.
+            self.log(name, mean, on_step=False, on_epoch=True, metric_attribute=f"_epoch_means[{stage}/{name}]")
 
     def log_metric_collection(self, metrics: Any) -> None:
         """Log a torchmetrics collection's epoch values and reset it; call it from ``on_<stage>_epoch_end``.

@@ -42,6 +42,7 @@ def test_slow_epochs_are_written_as_the_next_begins(run_logger, mlflow_client, m
     run_logger.log_metrics({"train/loss": 0.5, "epoch": 0})
     assert _steps(mlflow_client, run_logger.run_id, "train/loss") == []
     run_logger.log_metrics({"train/loss": 0.4, "epoch": 1})
+    run_logger.wait_for_writes()  # epoch 0 went out asynchronously when epoch 1 began
     assert _steps(mlflow_client, run_logger.run_id, "train/loss") == [(0, 0.5)]
     run_logger.finalize()
     assert _steps(mlflow_client, run_logger.run_id, "train/loss") == [(0, 0.5), (1, 0.4)]
@@ -54,3 +55,12 @@ def test_more_metrics_than_one_request_takes_are_all_written(run_logger, mlflow_
     run_logger.flush()
     assert len(mlflow_client.get_metric_history(run_logger.run_id, "m399")) == 3
     assert mlflow_client.get_run(run_logger.run_id).data.metrics["m0"] == 0.0
+
+
+def test_asynchronous_writes_are_all_stored_when_flush_returns(run_logger, mlflow_client, monkeypatch):
+    monkeypatch.setattr(logger_module, "MIN_SECONDS_BETWEEN_WRITES", 0.0)  # every epoch goes out as the next begins
+    for epoch in range(30):
+        run_logger.log_metrics({"train/loss": 1.0 / (epoch + 1), "val/acc": epoch / 30, "epoch": epoch})
+    run_logger.flush()
+    assert _steps(mlflow_client, run_logger.run_id, "train/loss") == [(epoch, 1.0 / (epoch + 1)) for epoch in range(30)]
+    assert len(mlflow_client.get_metric_history(run_logger.run_id, "val/acc")) == 30

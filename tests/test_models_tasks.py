@@ -128,3 +128,49 @@ def test_segmenter_returns_class_logits_whose_argmax_is_the_mask():
     logits = model(x)
     assert logits.shape == (3, 2, 16, 16)
     assert torch.equal(logits.argmax(1), (model.net(x)[:, 0] > 0).long())
+
+
+class _BatchLosses(__import__("lightning").Callback):
+    """Records each training batch's loss and size, and what callbacks read as the epoch's train/loss."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[float, int]]] = []
+        self.seen: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.batches.append([])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.batches[-1].append((float(outputs["loss"]), len(batch[-1])))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        dict(trainer.callback_metrics)  # as ModelCheckpoint does, also after a validation run in mid-epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.seen.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_epoch_loss_is_the_batch_size_weighted_mean_callbacks_see_at_epoch_end():
+    """Uneven last batch, validation twice per epoch: callbacks still read the whole epoch's weighted mean."""
+    import lightning as L
+
+    from trainlab.datamodules import Digits
+
+    data = Digits(batch_size=100, val_fraction=0.15)
+    data.prepare_data()
+    facts = data.describe()
+    torch.manual_seed(0)
+    model = MLPClassifier(hidden_sizes=[16], input_shape=facts["input_shape"], num_classes=facts["num_classes"])
+    record = _BatchLosses()
+    trainer = L.Trainer(
+        max_epochs=3, val_check_interval=0.5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[record],
+    )  # fmt: skip
+    trainer.fit(model, datamodule=data)
+
+    assert len(record.batches) == 3 and len({size for _, size in record.batches[0]}) == 2  # a short last batch
+    for batches, seen in zip(record.batches, record.seen):
+        expected = sum(loss * size for loss, size in batches) / sum(size for _, size in batches)
+        assert seen == pytest.approx(expected, rel=1e-5)
+    assert record.seen[0] != pytest.approx(record.seen[-1])  # a fresh mean each epoch
+    assert set(trainer.callback_metrics) >= {"train/loss", "val/loss", "val/acc", "train/acc"}

@@ -26,6 +26,34 @@ def environment():
     return env
 
 
+def test_a_second_run_in_the_process_records_the_same_environment_with_its_own_run_facts(environment):
+    """Packages, hardware and git state are read once per process; seed, threads and determinism per run."""
+    import torch
+
+    from trainlab.tracking.environment import forget_process_environment
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        again, _ = capture_environment(None, seed=8)
+        again["all_packages"]["torch"] = "edited by a caller"
+        again["git"]["commit"] = "edited by a caller"
+        forget_process_environment()
+        fresh, _ = capture_environment(None, seed=8)
+    finally:
+        torch.set_num_threads(threads)
+    assert again["seed"] == fresh["seed"] == 8 and again["hardware"]["torch_threads"] == 1
+    assert again["distributed"] == {"world_size": 1} and again["determinism"]["precision"] is None
+    # What the process keeps is copied into each run's record: a caller's edit does not reach the next run.
+    reused, _ = capture_environment(None, seed=8)
+    assert reused["all_packages"] == fresh["all_packages"] == environment["all_packages"]
+    assert reused["git"] == fresh["git"] == environment["git"] and reused["code_repos"] == environment["code_repos"]
+    assert list(reused["hardware"]) == list(environment["hardware"])  # same keys, in the recorded order
+    assert {k: v for k, v in reused["hardware"].items() if k != "torch_threads"} == {
+        k: v for k, v in environment["hardware"].items() if k != "torch_threads"
+    }
+
+
 def test_seeded_deterministic_cpu_run_is_exact(environment):
     assert environment["reproducibility"] == {"label": "exact", "reasons": []}
     assert environment["seed"] == 7

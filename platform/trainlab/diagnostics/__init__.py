@@ -23,10 +23,14 @@ from trainlab.diagnostics.spec import DiagnosticsSpec
 __all__ = ["DiagnosticsSpec", "diagnostic_callbacks"]
 
 
-def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model) -> list:
+def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures: bool = True) -> list:
     """The callbacks the ``diagnostics`` section switches on for ``model`` (cheap ones on by default).
 
-    The guard comes first, so no other callback sees the non-finite step.
+    The guard comes first, so no other callback sees the non-finite step. ``pictures=False`` (a study
+    trial) keeps every verdict, tag, note and metric and draws no matplotlib figure: the callbacks that
+    only draw are left out, the others skip their figures.
+    :func:`trainlab.diagnostics.recorded.draw_recorded_pictures` draws the learning curves and gradient-flow
+    pictures of such a run later, from what it recorded.
     """
     from torch import nn
 
@@ -48,7 +52,7 @@ def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model) -> list:
         callbacks.append(NonFiniteGuard())
     if spec.gradient_flow.enabled:
         flow = spec.gradient_flow
-        callbacks.append(GradientFlowMonitor(flow.vanishing_ratio, flow.exploding_norm, flow.per_step))
+        callbacks.append(GradientFlowMonitor(flow.vanishing_ratio, flow.exploding_norm, flow.per_step, pictures=pictures))
     if spec.overfitting.enabled:
         callbacks.append(OverfittingDetector(spec.overfitting.patience, spec.overfitting.min_val_rise))
     if spec.loss_trend.enabled:
@@ -61,13 +65,13 @@ def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model) -> list:
     if spec.test_predictions.enabled:
         task_type, samples = getattr(model, "task_type", None), spec.test_predictions.samples
         if task_type == "classification":
-            callbacks.append(ConfusionMatrixReport())
-        elif task_type == "segmentation":
+            callbacks.append(ConfusionMatrixReport(pictures=pictures))
+        elif task_type == "segmentation" and pictures:
             callbacks.append(SegmentationOverlayGrid(samples))
-        elif task_type == "forecasting":
+        elif task_type == "forecasting" and pictures:
             callbacks.append(ForecastPlot(samples))
-    if spec.conv_filters and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    if pictures and spec.conv_filters and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         callbacks.append(ConvFilterGrid())
-    if spec.activation_histograms:
+    if pictures and spec.activation_histograms:
         callbacks.append(ActivationHistograms())
     return callbacks

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from trainlab.diagnostics._tracking import log_figure, pyplot
+from trainlab.diagnostics._tracking import log_figure, new_figure
 
 # Values kept per layer and epoch: enough for a smooth histogram, small enough to hold on the host.
 _SAMPLE = 20_000
@@ -75,11 +75,11 @@ class ActivationHistograms(Callback):
 
 
 def _figure(first: dict[str, np.ndarray], last: dict[str, np.ndarray], last_epoch: int):
-    plt = pyplot()
     labels = list(first)
     columns = min(len(labels), 4)
     rows = -(-len(labels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False)
+    fig = new_figure(figsize=(3.6 * columns, 2.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(labels):]:
         ax.axis("off")
     for ax, label in zip(axes.flat, labels):

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from trainlab.diagnostics._predictions import TestOutputs, split_batch
-from trainlab.diagnostics._tracking import log_epoch_metrics, log_figure, pyplot
+from trainlab.diagnostics._tracking import log_epoch_metrics, log_figure, margins, new_figure
 
 # Beyond this many classes the counts no longer fit in the cells.
 _MAX_ANNOTATED_CLASSES = 20
@@ -24,6 +24,7 @@ class ConfusionMatrixReport(Callback):
     Predictions are the ``argmax`` of what the task's ``forward`` returns (``(N, num_classes)`` logits).
     Per-class values are also logged as metrics ``test/precision/<class>`` and ``test/recall/<class>``.
     Class names come from ``class_names`` or the datamodule's ``class_names`` attribute, else indices.
+    ``pictures=False`` logs the metrics and draws nothing.
 
     Example::
 
@@ -31,8 +32,9 @@ class ConfusionMatrixReport(Callback):
         trainer.test(model, datamodule=dm)   # -> diagnostics/confusion_matrix.png
     """
 
-    def __init__(self, class_names: Sequence[str] | None = None) -> None:
+    def __init__(self, class_names: Sequence[str] | None = None, pictures: bool = True) -> None:
         self.class_names = list(class_names) if class_names else None
+        self.pictures = pictures
         self.matrix: torch.Tensor | None = None
         self._metric: MulticlassConfusionMatrix | None = None
         self._outputs = TestOutputs()
@@ -70,7 +72,8 @@ class ConfusionMatrixReport(Callback):
             if not np.isnan(r):
                 metrics[f"test/recall/{index}"] = float(r)
         log_epoch_metrics(trainer, metrics)
-        log_figure(trainer, _figure(matrix, names, precision, recall), "diagnostics/confusion_matrix.png")
+        if self.pictures:
+            log_figure(trainer, _figure(matrix, names, precision, recall), "diagnostics/confusion_matrix.png")
 
     def _names(self, trainer: L.Trainer, count: int) -> list[str]:
         names = self.class_names or getattr(trainer.datamodule, "class_names", None)
@@ -78,10 +81,14 @@ class ConfusionMatrixReport(Callback):
 
 
 def _figure(matrix: np.ndarray, names: list[str], precision: np.ndarray, recall: np.ndarray):
-    plt = pyplot()
     count = len(matrix)
     size = min(4 + 0.55 * count, 16)
-    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    fig = new_figure(figsize=(size + 1.5, size))
+    ax = fig.subplots()
+    longest = max((len(n) for n in names), default=2)
+    # Room for "name  R 0.95" on the left and two-line (or, past 12 classes, vertical) ticks below.
+    below = 0.9 + (0.065 * (longest + 7) if count > 12 else 0.3)
+    margins(fig, left=0.75 + 0.065 * (longest + 8), right=0.9, bottom=below, top=0.45)  # right: the colour bar's label
     # Colour by row share (the recall of each cell), so rare classes are as readable as common ones.
     shares = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -99,7 +106,6 @@ def _figure(matrix: np.ndarray, names: list[str], precision: np.ndarray, recall:
     ax.set_ylabel("true class (R = recall)")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"Test confusion matrix: {int(matrix.sum())} samples, accuracy {accuracy:.3f}")
-    fig.tight_layout()
     return fig
 
 

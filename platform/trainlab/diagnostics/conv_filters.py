@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from trainlab.diagnostics._tracking import log_figure, pyplot
+from trainlab.diagnostics._tracking import log_figure, new_figure
 
 
 def first_conv(module: nn.Module) -> tuple[str, nn.Conv2d] | None:
@@ -39,11 +39,11 @@ class ConvFilterGrid(Callback):
 
 
 def _figure(weight: torch.Tensor, name: str):
-    plt = pyplot()
     count, channels = weight.shape[:2]
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(max(1.2 * columns, 6), 1.2 * rows + 1), squeeze=False)
+    fig = new_figure(figsize=(max(1.2 * columns, 6), 1.2 * rows + 1))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index >= count:

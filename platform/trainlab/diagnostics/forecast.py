@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.diagnostics._predictions import TestOutputs, split_batch
-from trainlab.diagnostics._tracking import log_figure, pyplot
+from trainlab.diagnostics._tracking import log_figure, new_figure
 
 
 class ForecastPlot(Callback):
@@ -66,12 +66,11 @@ def _steps(values: torch.Tensor) -> torch.Tensor:
 
 
 def _figure(true: np.ndarray, predicted: np.ndarray, samples: int):
-    plt = pyplot()
     horizon = true.shape[1]
     windows = np.unique(np.linspace(0, len(true) - 1, min(samples, len(true))).astype(int)) if horizon > 1 else []
     columns = min(len(windows), 3) or 1
     rows = 1 + -(-len(windows) // columns)
-    fig = plt.figure(figsize=(12, 3.6 * rows))
+    fig = new_figure(figsize=(12, 3.6 * rows))
     grid = fig.add_gridspec(rows, columns)
     top = fig.add_subplot(grid[0, :])
     top.plot(true[:, 0], label="true", color="black", lw=1.2)

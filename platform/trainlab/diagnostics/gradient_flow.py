@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.diagnostics._layers import ParameterLayers
-from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, pyplot, second_to, set_tags
+from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, margins, new_figure, second_to, set_tags
 
 VERDICT_TAG = "trainlab.gradients"
 LAYERS_TAG = "trainlab.gradients.layers"
@@ -22,6 +22,11 @@ _CURES = {
     "exploding": "Usual cures: gradient clipping (trainer.gradient_clip_val), a lower learning rate, batch norm, "
     "a smaller initialisation scale.",
 }
+
+
+def metric_safe(layer: str) -> str:
+    """A layer's name as it appears in metric names: MLflow accepts letters, digits, _ - . / and space."""
+    return re.sub(r"[^\w\-./ ]", "_", layer)
 
 
 @dataclass
@@ -68,7 +73,9 @@ class GradientFlowMonitor(Callback):
     ``vanishing`` | ``exploding`` | ``healthy`` and ``trainlab.gradients.layers`` (the layers responsible),
     from the thresholds of :func:`gradient_verdict`: a layer whose mean gradient norm is below
     ``vanishing_ratio`` (default 1e-3) × the strongest layer's is vanishing; a layer whose epoch-mean
-    gradient norm exceeds ``exploding_norm`` (default 100) is exploding.
+    gradient norm exceeds ``exploding_norm`` (default 100) is exploding. ``pictures=False`` keeps the
+    metrics, tags and note and draws nothing (a study trial); :func:`gradient_flow_figures` draws the same
+    pictures later from the recorded metrics.
 
     Example::
 
@@ -76,10 +83,11 @@ class GradientFlowMonitor(Callback):
         # deep sigmoid MLP -> tags trainlab.gradients=vanishing, trainlab.gradients.layers=net.layers.1, ...
     """
 
-    def __init__(self, vanishing_ratio: float = 1e-3, exploding_norm: float = 100.0, per_step: bool = False) -> None:
+    def __init__(self, vanishing_ratio: float = 1e-3, exploding_norm: float = 100.0, per_step: bool = False, pictures: bool = True) -> None:
         self.vanishing_ratio = vanishing_ratio
         self.exploding_norm = exploding_norm
         self.per_step = per_step
+        self.pictures = pictures
         self.layers: ParameterLayers | None = None
         self.epoch_grad_norms: list[np.ndarray] = []
         self.epoch_update_ratios: list[np.ndarray] = []
@@ -107,8 +115,7 @@ class GradientFlowMonitor(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._close_epoch():
             return
-        # MLflow accepts letters, digits and _ - . / and space in metric names; module names are nearly always fine.
-        names = [re.sub(r"[^\w\-./ ]", "_", self.layers.short_name(i)) for i in range(len(self.layers))]
+        names = [metric_safe(self.layers.short_name(i)) for i in range(len(self.layers))]
         metrics = {f"gradients/grad_norm/{n}": float(v) for n, v in zip(names, self.epoch_grad_norms[-1])}
         metrics.update({f"gradients/update_ratio/{n}": float(v) for n, v in zip(names, self.epoch_update_ratios[-1])})
         log_epoch_metrics(trainer, metrics)
@@ -147,10 +154,14 @@ class GradientFlowMonitor(Callback):
         set_tags(trainer, {VERDICT_TAG: self.verdict.verdict, LAYERS_TAG: responsible or "-"})
         if self.verdict.verdict != "healthy":
             append_note(trainer, self._explanation(norms))
-        log_figure(trainer, self._heatmap(norms, np.stack(self.epoch_update_ratios)), "diagnostics/gradient_flow_heatmap.png")
-        log_figure(trainer, self._bars(norms), "diagnostics/gradient_flow_layers.png")
-        if self._step_norms:
-            log_figure(trainer, self._per_step(torch.stack(self._step_norms).cpu().numpy()), "diagnostics/gradient_norm_per_step.png")
+        if not self.pictures:
+            return
+        step_norms = torch.stack(self._step_norms).cpu().numpy() if self._step_norms else None
+        figures = gradient_flow_figures(
+            norms, np.stack(self.epoch_update_ratios), self.layers.names, self.verdict, self.vanishing_ratio, self.exploding_norm, step_norms
+        )
+        for path, figure in figures.items():
+            log_figure(trainer, figure, path)
 
     def _explanation(self, norms: np.ndarray) -> str:
         layers = ", ".join(self.layers.short_name(i) for i in self.verdict.layers)
@@ -164,62 +175,91 @@ class GradientFlowMonitor(Callback):
             finding = f"Exploding gradients: layers {layers} have an epoch-mean gradient norm above {self.exploding_norm:g}."
         return f"{finding} {_CURES[self.verdict.verdict]}"
 
-    def _colors(self) -> list[str]:
-        flagged = set(self.verdict.layers)
-        bad = "tab:red" if self.verdict.verdict == "vanishing" else "tab:orange"
-        return [bad if i in flagged else "tab:green" for i in range(len(self.layers))]
 
-    def _heatmap(self, norms: np.ndarray, ratios: np.ndarray):
-        plt = pyplot()
-        height = max(3.0, 0.35 * len(self.layers) + 1.5)
-        fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
-        panels = ((norms, "log10 mean gradient norm"), (ratios, "log10 update / weight ratio"))
-        for ax, (values, title) in zip(axes, panels):
-            image = ax.imshow(_log10(values.T), aspect="auto", cmap="viridis", interpolation="nearest")
-            ax.set_title(title)
-            ax.set_xlabel("epoch")
-            ax.set_xticks(range(values.shape[0]))
-            fig.colorbar(image, ax=ax)
-        axes[0].set_yticks(range(len(self.layers)))
-        axes[0].set_yticklabels(self.layers.names, fontsize=8)
-        for label, color in zip(axes[0].get_yticklabels(), self._colors()):
-            label.set_color(color if color != "tab:green" else "black")
-        fig.suptitle(f"Gradient flow, layers from input (top) to output: {self.verdict.verdict}")
-        fig.tight_layout()
-        return fig
+def gradient_flow_figures(
+    norms: np.ndarray,
+    ratios: np.ndarray,
+    names: list[str],
+    verdict: GradientVerdict,
+    vanishing_ratio: float,
+    exploding_norm: float,
+    step_norms: np.ndarray | None = None,
+) -> dict:
+    """The gradient-flow pictures by artifact path, drawn from numbers alone (epochs × layers tables).
 
-    def _bars(self, norms: np.ndarray):
-        plt = pyplot()
-        means = 10 ** _log10(norms.mean(axis=0))
-        fig, ax = plt.subplots(figsize=(9, max(3.0, 0.35 * len(self.layers) + 1.5)))
-        positions = np.arange(len(self.layers))
-        ax.barh(positions, np.nan_to_num(means, nan=0.0), color=self._colors())
-        ax.set_yticks(positions)
-        ax.set_yticklabels(self.layers.names, fontsize=8)
-        ax.invert_yaxis()  # input layer on top, as in the heatmap
-        if np.isfinite(means).any():
-            ax.set_xscale("log")
-        if self.vanishing_ratio > 0 and np.isfinite(means).any():
-            ax.axvline(self.vanishing_ratio * np.nanmax(means), color="tab:red", ls="--", label=f"vanishing below {self.vanishing_ratio:g} × strongest")
-        ax.axvline(self.exploding_norm, color="tab:orange", ls="--", label=f"exploding above {self.exploding_norm:g}")
-        ax.set_xlabel("mean gradient L2 norm over the run")
-        ax.set_title(f"Gradient norm per layer: {self.verdict.verdict}")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
-        fig.tight_layout()
-        return fig
+    ``names`` read like ``net.layers.1 (Linear)``, from input to output. The monitor draws them at the
+    end of a run; a study can draw them later from a trial's recorded ``gradients/*`` metrics.
+    """
+    flagged = set(verdict.layers)
+    bad = "tab:red" if verdict.verdict == "vanishing" else "tab:orange"
+    colors = [bad if i in flagged else "tab:green" for i in range(len(names))]
+    figures = {
+        "diagnostics/gradient_flow_heatmap.png": _heatmap(norms, ratios, names, colors, verdict.verdict),
+        "diagnostics/gradient_flow_layers.png": _bars(norms, names, colors, verdict.verdict, vanishing_ratio, exploding_norm),
+    }
+    if step_norms is not None:
+        figures["diagnostics/gradient_norm_per_step.png"] = _per_step(step_norms, names)
+    return figures
 
-    def _per_step(self, step_norms: np.ndarray):
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(10, 5))
-        for i, name in enumerate(self.layers.names):
-            ax.plot(10 ** _log10(step_norms[:, i]), lw=0.8, label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("optimiser step")
-        ax.set_ylabel("gradient L2 norm")
-        ax.set_title("Gradient norm per layer and step")
-        ax.legend(fontsize=6, ncol=2)
-        fig.tight_layout()
-        return fig
+
+def _name_margin(names: list[str]) -> float:
+    """Inches a column of 8-point layer names needs (about 0.065 in a character)."""
+    return 0.3 + 0.065 * max((len(n) for n in names), default=4)
+
+
+def _heatmap(norms: np.ndarray, ratios: np.ndarray, names: list[str], colors: list[str], verdict: str):
+    height = max(3.0, 0.35 * len(names) + 1.5)
+    fig = new_figure(figsize=(13, height))
+    axes = fig.subplots(1, 2, sharey=True)
+    margins(fig, left=_name_margin(names), right=0.3, bottom=0.6, top=0.7, wspace=0.15)
+    panels = ((norms, "log10 mean gradient norm"), (ratios, "log10 update / weight ratio"))
+    for ax, (values, title) in zip(axes, panels):
+        image = ax.imshow(_log10(values.T), aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_xticks(range(values.shape[0]))
+        fig.colorbar(image, ax=ax)
+    axes[0].set_yticks(range(len(names)))
+    axes[0].set_yticklabels(names, fontsize=8)
+    for label, color in zip(axes[0].get_yticklabels(), colors):
+        label.set_color(color if color != "tab:green" else "black")
+    fig.suptitle(f"Gradient flow, layers from input (top) to output: {verdict}")
+    return fig
+
+
+def _bars(norms: np.ndarray, names: list[str], colors: list[str], verdict: str, vanishing_ratio: float, exploding_norm: float):
+    means = 10 ** _log10(norms.mean(axis=0))
+    fig = new_figure(figsize=(9, max(3.0, 0.35 * len(names) + 1.5)))
+    ax = fig.subplots()
+    margins(fig, left=_name_margin(names), right=0.3, bottom=0.95, top=0.4)
+    positions = np.arange(len(names))
+    ax.barh(positions, np.nan_to_num(means, nan=0.0), color=colors)
+    ax.set_yticks(positions)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()  # input layer on top, as in the heatmap
+    if np.isfinite(means).any():
+        ax.set_xscale("log")
+    if vanishing_ratio > 0 and np.isfinite(means).any():
+        ax.axvline(vanishing_ratio * np.nanmax(means), color="tab:red", ls="--", label=f"vanishing below {vanishing_ratio:g} × strongest")
+    ax.axvline(exploding_norm, color="tab:orange", ls="--", label=f"exploding above {exploding_norm:g}")
+    ax.set_xlabel("mean gradient L2 norm over the run")
+    ax.set_title(f"Gradient norm per layer: {verdict}")
+    fig.legend(loc="lower center", ncol=2, fontsize=8)  # below the axis label, in the bottom margin
+    return fig
+
+
+def _per_step(step_norms: np.ndarray, names: list[str]):
+    fig = new_figure(figsize=(10, 5))
+    ax = fig.subplots()
+    margins(fig, left=0.8, right=0.3, bottom=0.6, top=0.4)
+    for i, name in enumerate(names):
+        ax.plot(10 ** _log10(step_norms[:, i]), lw=0.8, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("gradient L2 norm")
+    ax.set_title("Gradient norm per layer and step")
+    ax.legend(fontsize=6, ncol=2)
+    return fig
 
 
 def _log10(values: np.ndarray) -> np.ndarray:

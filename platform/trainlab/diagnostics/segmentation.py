@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.diagnostics._predictions import TestOutputs, split_batch
-from trainlab.diagnostics._tracking import log_figure, pyplot
+from trainlab.diagnostics._tracking import log_figure, new_figure
 
 
 class SegmentationOverlayGrid(Callback):
@@ -64,11 +64,13 @@ class SegmentationOverlayGrid(Callback):
 
 
 def _figure(images: torch.Tensor, true: torch.Tensor, predicted: torch.Tensor):
-    plt = pyplot()
+    import matplotlib
+
     classes = int(max(true.max(), predicted.max())) + 1
-    colours = plt.get_cmap("tab10" if classes <= 10 else "tab20")
+    colours = matplotlib.colormaps["tab10" if classes <= 10 else "tab20"]
     rows = len(images)
-    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    fig = new_figure(figsize=(9, 3 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for row in range(rows):
         picture = _displayable(images[row])
         truth, guess = true[row].numpy(), predicted[row].numpy()

@@ -3,10 +3,17 @@
 Recorded with every run (``environment.json`` plus ``code.diff`` for a dirty tree) so that
 ``trainlab reproduce`` can say what changed since, and labelled **exact** (a re-run on the same
 environment should be bit-identical) or **statistical** (only the distribution of results repeats).
+
+What cannot change while a process runs (installed packages, hardware, the git state of the code it
+imported) is read once per process and reused by every later run in it: a study worker records many
+trials, and reading every package's metadata plus a dozen git calls cost a large part of a short trial.
+The per-run parts (seed, determinism settings, torch threads, world size, argv) are read for each run.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import inspect
 import os
@@ -37,14 +44,15 @@ def capture_environment(trainer=None, *, seed: int | None = None, code_of: Itera
     """
     import torch
 
-    repos, diff = code_state(_code_paths(code_of))
+    repos, diff = _code_state_once(_code_paths(code_of))
+    process = _process_facts()
     environment = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+        "python": process["python"],
+        "platform": process["platform"],
         "seed": seed,
-        "packages": {name: _version(name) for name in KEY_PACKAGES},
-        "all_packages": installed_packages(),
-        "hardware": _hardware(torch),
+        "packages": dict(process["packages"]),
+        "all_packages": dict(process["all_packages"]),
+        "hardware": _hardware(torch, process["hardware"]),
         "git": repos[0] if repos else {"commit": None, "branch": None, "dirty": None, "root": None},
         "code_repos": repos,
         "determinism": _determinism(torch, trainer),
@@ -86,6 +94,44 @@ def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
     return (STATISTICAL if reasons else EXACT), reasons
 
 
+def forget_process_environment() -> None:
+    """Read packages, hardware and git state afresh at the next capture (they are kept for the process)."""
+    _process_facts.cache_clear()
+    _git_roots.clear()
+    _git_states.clear()
+
+
+@functools.cache
+def _process_facts() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": {name: _version(name) for name in KEY_PACKAGES},
+        "all_packages": installed_packages(),
+        "hardware": _static_hardware(torch),
+    }
+
+
+# Repository root of each code path, and git state (with diff) of each root, as first read in this process.
+_git_roots: dict[str, str | None] = {}
+_git_states: dict[str, tuple[dict[str, Any], str]] = {}
+
+
+def _code_state_once(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], str]:
+    """:func:`code_state`, each repository read once per process: the code a process imported does not change."""
+    for path in paths:
+        if str(path) not in _git_roots:
+            _git_roots[str(path)] = _git_root(path)
+    states = []
+    for root in _distinct(_git_roots[str(path)] for path in paths):
+        if root not in _git_states:
+            _git_states[root] = _git_state(Path(root))
+        states.append(copy.deepcopy(_git_states[root]))
+    return _combine(states)
+
+
 def installed_packages() -> dict[str, str]:
     """Every installed distribution with its exact version."""
     packages = {}
@@ -102,18 +148,21 @@ def code_state(paths: Iterable[Path]) -> tuple[list[dict[str, Any]], str]:
     Returns the states and the combined diff text; with several repositories each diff is preceded by a
     ``# repository`` line (``git apply`` skips text before the first ``diff --git``).
     """
-    repos: list[dict[str, Any]] = []
-    diffs: list[str] = []
-    seen: set[str] = set()
-    for path in paths:
-        root = _git(["rev-parse", "--show-toplevel"], path)
-        if not root or root.strip() in seen:
-            continue
-        root = root.strip()
-        seen.add(root)
-        state, diff = _git_state(Path(root))
-        repos.append(state)
-        diffs.append(diff)
+    return _combine([_git_state(Path(root)) for root in _distinct(_git_root(path) for path in paths)])
+
+
+def _git_root(path: Path) -> str | None:
+    root = _git(["rev-parse", "--show-toplevel"], path)
+    return root.strip() if root and root.strip() else None
+
+
+def _distinct(roots: Iterable[str | None]) -> list[str]:
+    return list(dict.fromkeys(root for root in roots if root))
+
+
+def _combine(states: list[tuple[dict[str, Any], str]]) -> tuple[list[dict[str, Any]], str]:
+    repos = [state for state, _ in states]
+    diffs = [diff for _, diff in states]
     if len(repos) > 1:
         text = "".join(f"# repository {r['name']} ({r['root']}) at {r['commit']}\n{d}" for r, d in zip(repos, diffs) if d)
     else:
@@ -189,7 +238,15 @@ def _diff_files(diff: str) -> list[str]:
     return [line.split(" b/", 1)[1] for line in diff.splitlines() if line.startswith("diff --git ") and " b/" in line]
 
 
-def _hardware(torch) -> dict[str, Any]:
+def _hardware(torch, static: dict[str, Any]) -> dict[str, Any]:
+    """The process's hardware facts, with the torch thread count of this run (a run may set it)."""
+    hardware = {key: static[key] for key in ("cpu", "cpu_count", "cpu_capability")}  # the recorded key order
+    hardware["torch_threads"] = torch.get_num_threads()
+    hardware.update({key: copy.deepcopy(value) for key, value in static.items() if key not in hardware})
+    return hardware
+
+
+def _static_hardware(torch) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -201,10 +258,9 @@ def _hardware(torch) -> dict[str, Any]:
     hardware: dict[str, Any] = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
-        # The vector instruction set and the thread count pick CPU kernels and split reductions:
-        # either can change the last bits of a float result.
+        # The vector instruction set and the thread count (torch_threads, per run) pick CPU kernels and
+        # split reductions: either can change the last bits of a float result.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
     }
