@@ -7,8 +7,8 @@ that is a server (``http://host:5000``) is its own UI.
 
 from __future__ import annotations
 
-MLFLOW_UI_PORT = 5000
-DASHBOARD_PORT = 8080
+from trainlab.web_server import DASHBOARD_PORT, MLFLOW_UI_PORT
+
 _LOCAL = "http://127.0.0.1"
 
 

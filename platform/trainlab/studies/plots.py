@@ -35,11 +35,12 @@ def write_study_plots(study, metric: str, directory: Path) -> list[str]:
     for name in PLOTS:
         kwargs = _arguments(name, study, metric)
         try:
-            figure = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
             with warnings.catch_warnings():
-                # experimental API notices, and matplotlib's "identical limits" note for one-trial axes
+                # experimental API notices, matplotlib's "identical limits" note for one-trial axes, and
+                # PED-ANOVA's "too few trials: equal importances" (the plot shows that itself)
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 warnings.simplefilter("ignore", UserWarning)
+                figure = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
                 axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
         except Exception as exc:  # a plot the trials cannot support (importances need 2+ complete) must not sink the report
             skipped.append(f"{name}: {type(exc).__name__}: {exc}")
@@ -91,7 +92,9 @@ def importance_title() -> str:
 def _write_importances(study, path: Path) -> None:
     from optuna.importance import get_param_importances
 
-    importances = get_param_importances(study, evaluator=importance_evaluator())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        importances = get_param_importances(study, evaluator=importance_evaluator())
     path.write_text(json.dumps({"evaluator": type(importance_evaluator()).__name__, "importances": importances}, indent=2))
 
 
