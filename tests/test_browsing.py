@@ -105,7 +105,7 @@ def test_the_report_marks_outcomes_links_both_ways_and_the_earliest_of_tied_tria
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     got = {number: mlflow_client.get_run(run_id) for number, run_id in runs.items()}
     assert {n: r.info.run_name for n, r in got.items()} == {
-        0: "marks-trial-0", 1: "marks-trial-1 (best)", 2: "marks-trial-2 (pruned)", 3: "marks-trial-3 (failed)", 4: "marks-trial-4",
+        0: "marks-trial-0", 1: "[best] marks-trial-1", 2: "[pruned] marks-trial-2", 3: "[failed] marks-trial-3", 4: "marks-trial-4",
     }
     assert {n: r.data.tags["trainlab.outcome"] for n, r in got.items()} == {0: "complete", 1: "complete", 2: "pruned", 3: "failed", 4: "complete"}
     assert [n for n, r in got.items() if r.data.tags.get("trainlab.best") == "true"] == [1]

@@ -1,9 +1,9 @@
 """How each trial's outcome reads where users look: MLflow's runs table and run page, and optuna-dashboard.
 
 MLflow's runs table shows the run name and a status icon by default; KILLED (pruned) and FAILED share
-the same red icon and tag columns are hidden until chosen, so the outcome goes into the run name:
-``study-trial-3 (pruned)``, ``study-trial-5 (failed)``, ``study-trial-7 (best)``; a complete trial keeps
-its plain name. Each trial run also gets tags ``trainlab.outcome`` (complete, pruned, failed) and, on the
+the same red icon and tag columns are hidden until chosen, so the outcome goes into the run name, in
+front, where the table's narrow name column does not cut it off: ``[pruned] study-trial-3``,
+``[failed] study-trial-5``, ``[best] study-trial-7``; a complete trial keeps its plain name. Each trial run also gets tags ``trainlab.outcome`` (complete, pruned, failed) and, on the
 best one only, ``trainlab.best=true``, and a description (Markdown) linking back to the parent run and
 to the study in optuna-dashboard. Only what changed is written, so a resumed study's report moves the
 best mark without rewriting every run.
@@ -21,17 +21,17 @@ from trainlab.studies.trial import MLFLOW_RUN_ATTR
 OUTCOME_TAG = "trainlab.outcome"
 BEST_TAG = "trainlab.best"
 _OUTCOMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
-_SUFFIX = re.compile(r" \((best|pruned|failed)\)$")
+_MARK = re.compile(r"^\[(best|pruned|failed)\] ")
 _USER_TEXT = "\n\n---\n\n"  # separates our lines from a description the user's config gave the run
 
 
 def run_name_with_outcome(name: str, outcome: str | None, best: bool) -> str:
-    """``digits-trial-3`` → ``digits-trial-3 (pruned)``; a previous suffix is replaced."""
-    base = _SUFFIX.sub("", name)
+    """``digits-trial-3`` → ``[pruned] digits-trial-3``; a previous mark is replaced."""
+    base = _MARK.sub("", name)
     if best:
-        return f"{base} (best)"
+        return f"[best] {base}"
     if outcome in ("pruned", "failed"):
-        return f"{base} ({outcome})"
+        return f"[{outcome}] {base}"
     return base
 
 

@@ -34,7 +34,26 @@ def context_tags() -> dict[str, str]:
         resolved = resolve_tags()
     except Exception:  # a provider failing (odd git state, no user name) must not stop a run
         return {}
-    return {key: str(value) for key, value in resolved.items() if key in _CONTEXT_TAGS and value}
+    tags = {key: str(value) for key, value in resolved.items() if key in _CONTEXT_TAGS and value}
+    command = _trainlab_command()
+    if command:
+        tags["mlflow.source.name"] = command
+    return tags
+
+
+def _trainlab_command() -> str | None:
+    """``trainlab study`` for a run started by that command: MLflow names the source after ``sys.argv[0]``,
+    which for ``python -m trainlab`` is an unhelpful ``__main__.py``."""
+    import os
+    import sys
+
+    from trainlab.cli import COMMANDS
+
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if program not in ("trainlab", "__main__.py") or (program == "__main__.py" and "trainlab" not in sys.argv[0]):
+        return None
+    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
+    return f"trainlab {command}" if command else "trainlab"
 
 
 def numeric_param_metrics(params: Mapping[str, Any]) -> dict[str, float]:
