@@ -42,18 +42,23 @@ def context_tags() -> dict[str, str]:
 
 
 def _trainlab_command() -> str | None:
-    """``trainlab study`` for a run started by that command: MLflow names the source after ``sys.argv[0]``,
-    which for ``python -m trainlab`` is an unhelpful ``__main__.py``."""
+    """``trainlab study`` for a run started by that command or by a study's worker process: MLflow names the
+    source after ``sys.argv[0]``, which for ``python -m trainlab`` is an unhelpful ``__main__.py``."""
     import os
     import sys
 
+    import trainlab
     from trainlab.cli import COMMANDS
 
-    program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if program not in ("trainlab", "__main__.py") or (program == "__main__.py" and "trainlab" not in sys.argv[0]):
+    program = sys.argv[0] if sys.argv else ""
+    package = os.path.dirname(os.path.abspath(trainlab.__file__))
+    if os.path.basename(program) != "trainlab" and not os.path.abspath(program).startswith(package + os.sep):
         return None
-    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
-    return f"trainlab {command}" if command else "trainlab"
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        return f"trainlab {sys.argv[1]}"
+    if os.path.abspath(program).startswith(os.path.join(package, "studies") + os.sep):
+        return "trainlab study"  # a study's worker process
+    return "trainlab"
 
 
 def numeric_param_metrics(params: Mapping[str, Any]) -> dict[str, float]:
