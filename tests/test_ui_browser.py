@@ -1,11 +1,15 @@
-"""`trainlab ui` in a real browser: after a small study, the MLflow UI shows the experiment, the study's
-parent run with its trials nested under it, and a trial's metric chart; optuna-dashboard shows the study.
-Screenshots are kept under the test's tmp dir and copied to test-artifacts/ in the repository."""
+"""`trainlab ui` in a real browser, clicked through as a user does: after a small study, the MLflow UI's
+experiment list leads to the runs (after the one "Model training" choice MLflow 3.17 asks of a new
+browser), the study's parent run with its trials nested under it and their outcomes in their names, the
+parent's description linking the best trial's run, and a trial's metric chart; optuna-dashboard shows
+the study with the metric's name and a note linking each trial's MLflow run. The terminal shows only
+the addresses. Screenshots are kept under the test's tmp dir and copied to test-artifacts/."""
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -33,9 +37,16 @@ def _port_open(port: int) -> bool:
     return False
 
 
-def _wait_for_urls(process: subprocess.Popen, timeout_s: float = 240) -> dict[str, str]:
+def _wait_for_urls(process: subprocess.Popen, printed: list[str], timeout_s: float = 240) -> dict[str, str]:
+    """The two addresses `trainlab ui` prints; every line it prints (stdout and stderr) lands in ``printed``."""
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+
+    def read() -> None:
+        for line in process.stdout:
+            printed.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     urls: dict[str, str] = {}
     while len(urls) < 2:
         try:
@@ -68,9 +79,13 @@ def test_mlflow_ui_shows_the_study_with_nested_trials_and_a_metric_chart(workdir
     path = workdir / "study.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     assert cli("study", path).code == 0
-    trial_runs = {r.data.tags["trainlab.trial"]: r for r in mlflow_client.search_runs([mlflow_client.get_experiment_by_name("ui-test").experiment_id]) if r.data.tags.get("trainlab.kind") == "trial"}
+    experiment = mlflow_client.get_experiment_by_name("ui-test")
+    runs = mlflow_client.search_runs([experiment.experiment_id])
+    trial_runs = {r.data.tags["trainlab.trial"]: r for r in runs if r.data.tags.get("trainlab.kind") == "trial"}
     complete = next(r for r in trial_runs.values() if r.info.status == "FINISHED")
-    experiment_id = complete.info.experiment_id
+    pruned = next(r for r in trial_runs.values() if r.info.status == "KILLED")
+    assert complete.info.run_name == f"[best] browse-trial-{complete.data.tags['trainlab.trial']}"
+    assert pruned.info.run_name == f"[pruned] browse-trial-{pruned.data.tags['trainlab.trial']}"
 
     shots = workdir / "screenshots"
     shots.mkdir()
@@ -79,24 +94,42 @@ def test_mlflow_ui_shows_the_study_with_nested_trials_and_a_metric_chart(workdir
         [sys.executable, "-m", "trainlab", "ui", "--port", str(ports["mlflow"]), "--dashboard-port", str(ports["dashboard"])],
         cwd=workdir,
         stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    printed: list[str] = []
     try:
-        urls = _wait_for_urls(ui)
+        urls = _wait_for_urls(ui, printed)
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(90_000)
 
-            page.goto(f"{urls['MLflow UI']}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+            # The experiment list, as printed; MLflow 3.17 asks a new browser once to pick "Model training".
+            page.goto(f"{urls['MLflow UI']}/#/experiments")
+            page.get_by_role("link", name="ui-test", exact=True).wait_for()
+            page.get_by_text("Model training", exact=True).click()
+            page.get_by_role("link", name="ui-test", exact=True).click()
             page.get_by_text("matching runs").wait_for()
+            assert "workflowType=machine_learning" in page.url  # MLflow's own switch, not ours
             parent_row = page.locator(".ag-row", has_text="browse").first
             parent_row.locator('button[data-component-id*="runnamecellrenderer"]').click()  # expand nested runs
-            for number in trial_runs:
-                page.get_by_role("link", name=f"browse-trial-{number}", exact=True).wait_for()
+            for run in trial_runs.values():
+                page.get_by_role("link", name=run.info.run_name, exact=True).wait_for()
             page.screenshot(path=shots / "runs_nested.png")
 
-            page.get_by_role("link", name=complete.info.run_name, exact=True).click()
+            # The parent run's description links the best trial's run; following it shows that run marked best.
+            page.get_by_role("link", name="browse", exact=True).click()
+            best_link = page.get_by_role("link", name=f"trial {complete.data.tags['trainlab.trial']}", exact=True)
+            best_link.wait_for()
+            assert best_link.get_attribute("href").endswith(f"/runs/{complete.info.run_id}")
+            page.get_by_text("the earliest wins", exact=False).first.wait_for()
+            page.screenshot(path=shots / "parent_run.png")
+            page.goto(f"{urls['MLflow UI']}/#/experiments/{experiment.experiment_id}/runs/{complete.info.run_id}")
+            page.get_by_text("Best trial of the study", exact=False).first.wait_for()
+            page.get_by_role("link", name="parent run", exact=True).wait_for()
+            page.screenshot(path=shots / "best_trial_run.png")
+
             page.get_by_text("Model metrics", exact=True).click()
             page.get_by_placeholder("Search metric charts").fill("val/acc")
             page.get_by_text(f"{complete.info.run_name} (val/acc)").wait_for()
@@ -105,9 +138,17 @@ def test_mlflow_ui_shows_the_study_with_nested_trials_and_a_metric_chart(workdir
             curve.scroll_into_view_if_needed()
             page.screenshot(path=shots / "trial_metric_chart.png")
 
+            # optuna-dashboard: the study's objective carries the metric's name; a trial's note links its MLflow run.
             page.goto(f"{urls['optuna-dashboard']}/dashboard")
-            page.get_by_text("browse").first.wait_for()
+            page.get_by_text("browse").first.click()
+            page.get_by_text("val/acc").first.wait_for()
             page.screenshot(path=shots / "optuna_dashboard.png")
+            page.goto(page.url.rstrip("/") + "/trials")
+            page.get_by_text(f"Trial {complete.data.tags['trainlab.trial']}", exact=False).first.click()
+            note_link = page.get_by_role("link", name=complete.info.run_id, exact=True)
+            note_link.wait_for()
+            assert note_link.get_attribute("href").endswith(f"#/experiments/{experiment.experiment_id}/runs/{complete.info.run_id}")
+            page.screenshot(path=shots / "optuna_dashboard_trial.png")
             browser.close()
     finally:
         if ui.poll() is None:
@@ -119,7 +160,13 @@ def test_mlflow_ui_shows_the_study_with_nested_trials_and_a_metric_chart(workdir
             shutil.copy(shot, artifacts / f"{request.node.name}-{shot.name}")
     assert code == 0
     assert not _port_open(ports["mlflow"]) and not _port_open(ports["dashboard"]), "Ctrl-C stops both servers"
-    assert {shot.name for shot in shots.glob("*.png")} == {"runs_nested.png", "trial_metric_chart.png", "optuna_dashboard.png"}
+    assert {shot.name for shot in shots.glob("*.png")} == {
+        "runs_nested.png", "parent_run.png", "best_trial_run.png", "trial_metric_chart.png", "optuna_dashboard.png", "optuna_dashboard_trial.png",
+    }
+    # The terminal shows the addresses and how to stop, none of the servers' request logs or warnings.
+    noise = [line for line in printed if re.search(r'"(GET|POST) /|Warning|INFO|WARNING', line)]
+    assert not noise, noise[:5]
+    assert [line.split(":")[0] for line in printed if line.strip()][:2] == ["MLflow UI", "optuna-dashboard"]
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,8 @@ def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, ho
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from trainlab.commands.ui import LOOPBACK, _Server, _url
     from trainlab.errors import ConfigError
+    from trainlab.web_server import LOOPBACK, WebServer, url_for
 
     if not 1 <= args.port <= 65535:
         raise ConfigError("--port", args.port, "a TCP port between 1 and 65535")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     command = mlflow_server_command(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers)
-    server = _Server.start("MLflow server", command, _url(args.host, args.port), "/health", args.backend_store_uri)
+    server = WebServer.start("MLflow server", command, url_for(args.host, args.port), "/health", args.backend_store_uri)
     try:
         server.wait_ready()
         print(f"MLflow tracking server: {server.url}   (runs in {args.backend_store_uri}, artifacts in {args.artifacts_destination})")

@@ -1,7 +1,8 @@
 """Browse runs and studies: the MLflow UI on the tracking store and optuna-dashboard on the study storage.
 
 Both bind to 127.0.0.1 unless --host says otherwise; neither has authentication, so binding to another
-interface exposes every run to whoever can reach the port. Ctrl-C stops both.
+interface exposes every run to whoever can reach the port. Ctrl-C stops both. The servers' own output
+(access logs, warnings) is kept out of the terminal unless --verbose; a server that fails shows its last lines.
   trainlab ui
   trainlab ui --port 5001 --dashboard-port 8081 --storage postgresql://me@db/optuna
 """
@@ -9,20 +10,15 @@ interface exposes every run to whoever can reach the port. Ctrl-C stops both.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-READY_TIMEOUT_S = 120.0
+from trainlab.web_server import DASHBOARD_PORT, LOOPBACK, MLFLOW_UI_PORT, WebServer, url_for
+
+# What the servers print that a user browsing does not need: Python's deprecation notices.
+_QUIET_ENV = {"PYTHONWARNINGS": "ignore"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=None, help="Optuna storage to show (default: optuna_journal.log next to mlflow.db)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; anything else is reachable "
                         "from the network without authentication)")
-    parser.add_argument("--port", type=int, default=5000, help="MLflow UI port (default 5000)")
-    parser.add_argument("--dashboard-port", type=int, default=8080, help="optuna-dashboard port (default 8080)")
+    parser.add_argument("--port", type=int, default=MLFLOW_UI_PORT, help=f"MLflow UI port (default {MLFLOW_UI_PORT})")
+    parser.add_argument("--dashboard-port", type=int, default=DASHBOARD_PORT, help=f"optuna-dashboard port (default {DASHBOARD_PORT})")
+    parser.add_argument("--verbose", action="store_true", help="show the servers' own output (access logs, warnings)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,27 +52,31 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    servers: list[_Server] = []
+    servers: list[WebServer] = []
+    env = {} if args.verbose else _QUIET_ENV
     try:
         if uri.startswith(("http://", "https://")):
             print(f"{'MLflow UI:':<18}{uri}   (the tracking server itself)")
         else:
             mlflow_command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
-            servers.append(_Server.start("MLflow UI", mlflow_command, _url(args.host, args.port), "/health", uri))
-        dashboard = _dashboard_command(storage, args.host, args.dashboard_port, is_rdb_url(storage))
+            if not args.verbose:
+                mlflow_command += ["--uvicorn-opts", "--no-access-log --log-level warning"]
+            servers.append(WebServer.start("MLflow UI", mlflow_command, url_for(args.host, args.port), "/health", uri, args.verbose, env))
+        dashboard = _dashboard_command(storage, args.host, args.dashboard_port, is_rdb_url(storage), args.verbose)
         if dashboard:
-            servers.append(_Server.start("optuna-dashboard", dashboard, _url(args.host, args.dashboard_port), "/", public_url(storage)))
+            servers.append(WebServer.start("optuna-dashboard", dashboard, url_for(args.host, args.dashboard_port), "/", public_url(storage), args.verbose, env))
         for server in servers:
             server.wait_ready()
         for server in servers:
             print(f"{server.name + ':':<18}{server.url}   ({server.serves})")
         if not servers:
             return 0
+        print("In the MLflow UI, studies and runs are under \"Model training\" (switch at the top left; the browser remembers it).")
         print("Ctrl-C stops them.", flush=True)
         while True:
             for server in servers:
                 if server.process.poll() is not None:
-                    print(f"trainlab: error: {server.name} stopped (exit code {server.process.returncode})", file=sys.stderr)
+                    print(f"trainlab: error: {server.failure(f'{server.name} stopped (exit code {server.process.returncode})')}", file=sys.stderr)
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -86,51 +87,7 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
 
 
-@dataclass
-class _Server:
-    name: str
-    process: subprocess.Popen
-    url: str
-    probe: str
-    serves: str
-
-    @classmethod
-    def start(cls, name: str, command: list[str], url: str, probe: str, serves: str) -> "_Server":
-        # Own session: a server's worker processes are stopped together, by group.
-        process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
-        return cls(name, process, url, url + probe, serves)
-
-    def wait_ready(self) -> None:
-        from trainlab.errors import ConfigError
-
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ConfigError(self.name, self.url, "a server that starts (is the port free?)", hint=f"exit code {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(self.probe, timeout=2):
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                time.sleep(0.5)
-        raise ConfigError(self.name, self.url, f"a server that answers within {READY_TIMEOUT_S:.0f} s")
-
-    def stop(self) -> None:
-        # SIGINT, as Ctrl-C in a terminal would send: gunicorn (optuna-dashboard) treats SIGTERM as a
-        # graceful stop that waits for the browser's open connections, SIGINT as a quick one.
-        for sig, wait_s in ((signal.SIGINT, 10), (signal.SIGKILL, 5)):
-            if self.process.poll() is not None:
-                return
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool) -> list[str] | None:
+def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool, verbose: bool = False) -> list[str] | None:
     executable = Path(sys.executable).with_name("optuna-dashboard")
     program = str(executable) if executable.exists() else shutil.which("optuna-dashboard")
     if program is None:
@@ -139,9 +96,5 @@ def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool) -> list
     if not is_rdb and not Path(storage).is_file():
         print(f"trainlab: no study storage at {storage} yet (run trainlab study first); starting the MLflow UI only", file=sys.stderr)
         return None
-    return [program, storage, "--host", host, "--port", str(port)]
+    return [program, storage, "--host", host, "--port", str(port), *([] if verbose else ["--quiet"])]
 
-
-def _url(host: str, port: int) -> str:
-    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
-    return f"http://{shown}:{port}"

@@ -2,11 +2,16 @@
 
 The PNGs come from ``optuna.visualization.matplotlib``: plotly's own PNG export (kaleido) needs a
 browser, matplotlib does not.
+
+Importances use the evaluator optuna-dashboard uses (PED-ANOVA, Optuna's default too), so the parent
+run and the dashboard show the same numbers; the plot's title names it, and ``param_importances.json``
+holds the numbers.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import warnings
 from pathlib import Path
 
@@ -30,16 +35,23 @@ def write_study_plots(study, metric: str, directory: Path) -> list[str]:
     for name in PLOTS:
         kwargs = _arguments(name, study, metric)
         try:
-            figure = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
             with warnings.catch_warnings():
-                # experimental API notices, and matplotlib's "identical limits" note for one-trial axes
+                # experimental API notices, matplotlib's "identical limits" note for one-trial axes, and
+                # PED-ANOVA's "too few trials: equal importances" (the plot shows that itself)
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 warnings.simplefilter("ignore", UserWarning)
+                figure = getattr(plotly_plots, f"plot_{name}")(study, **kwargs)
                 axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
         except Exception as exc:  # a plot the trials cannot support (importances need 2+ complete) must not sink the report
             skipped.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
-        sections.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>")
+        heading = name.replace("_", " ")
+        if name == "param_importances":
+            heading = importance_title()
+            figure.update_layout(title=heading)
+            _figure_of(axes).axes[0].set_title(heading)
+            _write_importances(study, directory / "param_importances.json")
+        sections.append(f"<h2>{html.escape(heading)}</h2>")
         sections.append(figure.to_html(full_html=False, include_plotlyjs=include_js))
         include_js = False
         png_figure = _figure_of(axes)
@@ -58,13 +70,32 @@ def _arguments(name: str, study, metric: str) -> dict:
         return {}
     kwargs = {"target_name": metric}
     if name == "param_importances":
-        from optuna.importance import FanovaImportanceEvaluator
-
-        kwargs["evaluator"] = FanovaImportanceEvaluator(seed=0)
+        kwargs["evaluator"] = importance_evaluator()
     elif name == "parallel_coordinate":
         # Conditional parameters exist in some trials only; a parallel-coordinate line needs them all.
         kwargs["params"] = _shared_params(study) or None
     return kwargs
+
+
+def importance_evaluator():
+    """optuna-dashboard's evaluator, with its defaults: PED-ANOVA over the complete trials, judged in the
+    study's direction (the dashboard negates a maximized value and asks for low values: the same trials)."""
+    from optuna.importance import PedAnovaImportanceEvaluator
+
+    return PedAnovaImportanceEvaluator()
+
+
+def importance_title() -> str:
+    return f"hyperparameter importances ({type(importance_evaluator()).__name__}, as in optuna-dashboard)"
+
+
+def _write_importances(study, path: Path) -> None:
+    from optuna.importance import get_param_importances
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        importances = get_param_importances(study, evaluator=importance_evaluator())
+    path.write_text(json.dumps({"evaluator": type(importance_evaluator()).__name__, "importances": importances}, indent=2))
 
 
 def _shared_params(study) -> list[str]:

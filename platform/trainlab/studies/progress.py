@@ -34,13 +34,14 @@ class ProgressPrinter:
     def trial_finished(self, study, trial) -> None:
         from optuna.trial import TrialState
 
+        from trainlab.studies.report import best_trial
+
         trials = study.get_trials(deepcopy=False)
         counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         total = f"/{self.n_trials}" if self.n_trials else ""
         parts = [f"[{len(counted):>3}{total}] trial {trial.number:<3} {trial.state.name:<8} {self._detail(trial)}"]
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        if complete:
-            best = min(complete, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(complete, key=lambda t: t.value)
+        best = best_trial(study)
+        if best is not None:
             parts.append(f"best {best.value:.4f} (trial {best.number})")
         eta = self._eta(counted)
         if eta:

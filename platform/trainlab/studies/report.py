@@ -1,8 +1,14 @@
-"""What the parent run shows once a study (or a resumed part of it) ends.
+"""What the parent run, the trial runs and optuna-dashboard show once a study (or a resumed part of it) ends.
 
-Metrics ``best/<metric>`` and ``study/trials_*``; tags naming the best trial, its run and params;
-artifacts ``trials.csv``, ``best_config.yaml`` (a runnable experiment file) and ``plots/`` (``study.html``
-with Optuna's plots, self-contained, and one PNG per plot). Written again on every resume.
+Parent run: metrics ``best/<metric>`` and ``study/trials_*``; tags naming the best trial, its run and
+params; a description linking the best trial's run and the study in optuna-dashboard; artifacts
+``trials.csv``, ``best_config.yaml`` (a runnable experiment file) and ``plots/`` (``study.html`` with
+Optuna's plots, self-contained, and one PNG per plot). Trial runs: see :mod:`trainlab.studies.marks`.
+optuna-dashboard: the metric's name and, per trial, a note linking its MLflow run. Written again on
+every resume.
+
+The best trial is the complete trial with the best value; of trials tied on that value, the one with
+the lowest number (the earliest) wins.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from trainlab.studies.links import dashboard_study_url, mlflow_run_url
+from trainlab.studies.marks import link_trials_in_dashboard, mark_trial_runs
 from trainlab.studies.plots import write_study_plots
 from trainlab.studies.spec import StudySpec
 from trainlab.studies.stale import FAIL_REASON_ATTR
@@ -38,6 +46,31 @@ class StudySummary:
     best_params: dict[str, Any] | None = None
 
 
+def display_name(optuna_name: str) -> str:
+    """``optimizer.init_args.lr@Adam`` → ``optimizer.init_args.lr``: the config key a user knows.
+
+    Optuna keeps a conditional parameter per branch (``@Adam``, ``@SGD``: separate dimensions for the
+    sampler); a trial takes one branch only, so within a trial the config key alone is unambiguous.
+    """
+    return optuna_name.split("@", 1)[0]
+
+
+def display_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's params under their config keys (see :func:`display_name`)."""
+    return {display_name(name): value for name, value in params.items()}
+
+
+def best_trial(study):
+    """The complete trial with the best value; on a tie the lowest trial number wins. None before any completes."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+    return min(complete, key=lambda t: (sign * t.value, t.number))
+
+
 def summarize(study) -> StudySummary:
     from optuna.trial import TrialState
 
@@ -50,15 +83,16 @@ def summarize(study) -> StudySummary:
         running=count(TrialState.RUNNING),
         epochs=sum(len(t.intermediate_values) for t in trials),
     )
-    if summary.complete:
-        best = study.best_trial
+    best = best_trial(study)
+    if best is not None:
         summary.best_number, summary.best_value = best.number, best.value
-        summary.best_run_id, summary.best_params = best.user_attrs.get(MLFLOW_RUN_ATTR), best.params
+        summary.best_run_id, summary.best_params = best.user_attrs.get(MLFLOW_RUN_ATTR), display_params(best.params)
     return summary
 
 
 def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id: str) -> StudySummary:
     from mlflow.entities import Metric, RunTag
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
     from trainlab.tracking.store import tracking_client
 
@@ -80,11 +114,17 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
             "trainlab.study.best_run_id": summary.best_run_id or "",
             "trainlab.study.best_params": json.dumps(summary.best_params)[:5000],
         }
+    parent = client.get_run(parent_run_id)
+    experiment_id = parent.info.experiment_id
+    tags[MLFLOW_RUN_NOTE] = parent_description(study, spec, summary, tracking_uri, experiment_id)
     client.log_batch(
         parent_run_id,
         metrics=[Metric(key, float(value), now, step) for key, value in metrics.items()],
         tags=[RunTag(key, value) for key, value in tags.items()],
     )
+    mark_trial_runs(study, spec, client, tracking_uri, experiment_id, parent_run_id, summary.best_number)
+    name_metric(study, spec.metric)
+    link_trials_in_dashboard(study, tracking_uri, experiment_id, parent_run_id)
     with tempfile.TemporaryDirectory(prefix="trainlab-study-") as tmp:
         folder = Path(tmp)
         _write_trials_csv(study, spec, folder / "trials.csv")
@@ -96,9 +136,42 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
     return summary
 
 
+def parent_description(study, spec: StudySpec, summary: StudySummary, tracking_uri: str, experiment_id: str) -> str:
+    """The parent run's description (MLflow renders it as Markdown above the run's details)."""
+    lines = [
+        f"Optuna study **{spec.name}**: {spec.direction} `{spec.metric}`; each trial is a nested run.",
+        "",
+        f"Trials: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed.",
+        "",
+    ]
+    if summary.best_number is not None and summary.best_run_id:
+        url = mlflow_run_url(tracking_uri, experiment_id, summary.best_run_id)
+        lines.append(
+            f"**Best: [trial {summary.best_number}]({url})**, `{spec.metric}` = {summary.best_value:.6g}"
+            " (of tied trials, the earliest wins)."
+        )
+        params = ", ".join(f"`{name}` = {value}" for name, value in summary.best_params.items())
+        lines += ["", f"Best params: {params}", ""]
+    lines.append(f"The study in optuna-dashboard: [{spec.name}]({dashboard_study_url(study)}) (served by `trainlab ui`).")
+    return "\n".join(lines)
+
+
+def name_metric(study, metric: str) -> None:
+    """Name the objective after the study metric: optuna-dashboard and Optuna's plots show it instead of
+    "Objective 0"."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    if study.metric_names != [metric]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names([metric])
+
+
 def _write_trials_csv(study, spec: StudySpec, path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
-    params = sorted({name for t in trials for name in t.params})
+    params = sorted({display_name(name) for t in trials for name in t.params})
     tests = sorted({name for t in trials for name in (t.user_attrs.get(TEST_METRICS_ATTR) or {})})
     header = ["number", "state", spec.metric, "epochs", "duration_s", *params, *tests, "mlflow_run_id", "fail_reason"]
     with path.open("w", newline="") as handle:
@@ -114,7 +187,7 @@ def _write_trials_csv(study, spec: StudySpec, path: Path) -> None:
                     "" if t.value is None else t.value,
                     len(t.intermediate_values),
                     f"{duration:.1f}" if duration != "" else "",
-                    *(t.params.get(name, "") for name in params),
+                    *(display_params(t.params).get(name, "") for name in params),
                     *(test_metrics.get(name, "") for name in tests),
                     t.user_attrs.get(MLFLOW_RUN_ATTR, ""),
                     t.user_attrs.get(FAIL_REASON_ATTR, ""),

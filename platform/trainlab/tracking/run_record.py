@@ -52,9 +52,13 @@ class RunRecord:
 
         from trainlab.tracking.store import get_or_create_experiment, tracking_client
 
+        from trainlab.tracking.context import context_tags
+
         client = tracking_client(tracking_uri)
         experiment_id = get_or_create_experiment(client, experiment)
-        all_tags = {key: str(value) for key, value in tags.items()}
+        mark_model_training(client, experiment_id)
+        # MLflow's context tags first (user, source, git): the UI's "Created by" and "Source" columns.
+        all_tags = {**context_tags(), **{key: str(value) for key, value in tags.items()}}
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         if description:
@@ -110,6 +114,18 @@ class RunRecord:
             self.set_tags({RUN_STATUS_TAG: reason[:MAX_TAG_VAL_LENGTH]})
         self.client.set_terminated(self.run_id, status)
         self.ended = True
+
+
+def mark_model_training(client, experiment_id: str) -> None:
+    """Tag the experiment as model training (``mlflow.experimentKind``) unless it already has a kind.
+
+    MLflow 3.x UIs that read the tag open such an experiment on its runs, not on the GenAI overview;
+    a kind the user chose in the UI is kept.
+    """
+    from trainlab.tracking.context import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
 
 
 def _param_value(value: Any) -> str:
