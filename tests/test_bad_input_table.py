@@ -41,18 +41,12 @@ def _experiment(**changes) -> str:
 
 
 _DELETE = object()
-NEEDS_STUDY_WIRING = "needs wiring: check_study_stores(uri, storage_url) in commands/study.py before ClaimLock"
-NEEDS_TRAIN_WIRING = "needs wiring: check_tracking_store(uri, create=True) in commands/train.py before fit_run"
-NEEDS_RUNS_WIRING = "needs wiring: open_tracking_store(uri, create=False) in commands/runs.py instead of tracking_client"
-NEEDS_UI_WIRING = "needs wiring: check_tracking_store(uri, create=False) in commands/ui.py before the servers start (not run: it would start them)"
 
 
 def row(name, argv, fragments, files=None, marks=()):
     return pytest.param(argv, fragments, files or {}, id=name, marks=marks)
 
 
-def xfail(reason, run=True):
-    return (pytest.mark.xfail(strict=True, reason=reason, run=run),)
 
 
 ROWS = [
@@ -112,10 +106,10 @@ ROWS = [
     row("unknown-flag", ["train", "e.yaml", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
     row("no-file-given", ["train"], ["the following arguments are required: file"]),
     row("train-bogus-tracking-scheme", ["train", "e.yaml", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x"]),
-    row("train-store-in-missing-folder", ["train", "e.yaml", "--tracking-uri", "sqlite:///nodir/x.db"], ["--tracking-uri", "nodir/x.db", "does not exist"], marks=xfail(NEEDS_TRAIN_WIRING)),
-    row("train-store-under-a-file", ["train", "e.yaml", "--tracking-uri", "sqlite:///a.txt/x.db"], ["--tracking-uri", "a.txt is a file"], files={"a.txt": "x"}, marks=xfail(NEEDS_TRAIN_WIRING)),
-    row("train-store-not-sqlite", ["train", "e.yaml", "--tracking-uri", "sqlite:///a.txt"], ["--tracking-uri", "a.txt", "SQLite database"], files={"a.txt": "not a database"}, marks=xfail(NEEDS_TRAIN_WIRING)),
-    row("train-unreachable-server", ["train", "e.yaml", "--tracking-uri", f"http://127.0.0.1:{DEAD_PORT}"], ["--tracking-uri", f"127.0.0.1:{DEAD_PORT}", "reachable"], marks=xfail(NEEDS_TRAIN_WIRING)),
+    row("train-store-in-missing-folder", ["train", "e.yaml", "--tracking-uri", "sqlite:///nodir/x.db"], ["--tracking-uri", "nodir/x.db", "does not exist"]),
+    row("train-store-under-a-file", ["train", "e.yaml", "--tracking-uri", "sqlite:///a.txt/x.db"], ["--tracking-uri", "a.txt is a file"], files={"a.txt": "x"}),
+    row("train-store-not-sqlite", ["train", "e.yaml", "--tracking-uri", "sqlite:///a.txt"], ["--tracking-uri", "a.txt", "SQLite database"], files={"a.txt": "not a database"}),
+    row("train-unreachable-server", ["train", "e.yaml", "--tracking-uri", f"http://127.0.0.1:{DEAD_PORT}"], ["--tracking-uri", f"127.0.0.1:{DEAD_PORT}", "reachable"]),
     # -- study ------------------------------------------------------------------------------------------------------------
     row("zero-jobs", ["study", "e.yaml", "--jobs", "0"], ["--jobs: got 0", ">= 1"]),
     row("zero-devices-per-trial", ["study", "e.yaml", "--devices-per-trial", "0"], ["--devices-per-trial: got 0", ">= 1"]),
@@ -138,14 +132,14 @@ ROWS = [
     row("study-journal-under-a-file", ["study", "e.yaml", "--storage", "a.txt/journal.log"], ["--storage", "a.txt is a file"], files={"a.txt": "x"}),
     row("study-journal-is-a-folder", ["study", "e.yaml", "--storage", "."], ["--storage", "not a directory"]),
     row("study-storage-unreachable-postgres", ["study", "e.yaml", "--storage", f"postgresql://postgres@127.0.0.1:{DEAD_PORT}/optuna"], ["--storage", f"database 'optuna' on 127.0.0.1:{DEAD_PORT}", "reachable"]),
-    row("study-bogus-tracking-scheme", ["study", "e.yaml", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x"], marks=xfail(NEEDS_STUDY_WIRING)),
-    row("study-tracking-store-missing-folder", ["study", "e.yaml", "--tracking-uri", "sqlite:///nodir/x.db"], ["--tracking-uri", "does not exist"], marks=xfail(NEEDS_STUDY_WIRING)),
+    row("study-bogus-tracking-scheme", ["study", "e.yaml", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x"]),
+    row("study-tracking-store-missing-folder", ["study", "e.yaml", "--tracking-uri", "sqlite:///nodir/x.db"], ["--tracking-uri", "does not exist"]),
     # -- runs ------------------------------------------------------------------------------------------------------------
     row("runs-zero-limit", ["runs", "--limit", "0"], ["--limit: got 0", ">= 1"]),
     row("runs-limit-not-a-number", ["runs", "--limit", "many"], ["--limit", "'many'", "int"]),
-    row("runs-missing-store", ["runs", "--tracking-uri", "sqlite:///missing/dir/x.db"], ["--tracking-uri", "never create"], marks=xfail(NEEDS_RUNS_WIRING)),
-    row("runs-bogus-scheme", ["runs", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x", "unknown scheme"], marks=xfail(NEEDS_RUNS_WIRING)),
-    row("runs-default-store-missing", ["runs", "--experiment", "nope"], ["--tracking-uri", "mlflow.db"], marks=xfail(NEEDS_RUNS_WIRING)),
+    row("runs-missing-store", ["runs", "--tracking-uri", "sqlite:///missing/dir/x.db"], ["--tracking-uri", "never create"]),
+    row("runs-bogus-scheme", ["runs", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x", "unknown scheme"]),
+    row("runs-default-store-missing", ["runs", "--experiment", "nope"], ["--tracking-uri", "mlflow.db"]),
     # -- reproduce ------------------------------------------------------------------------------------------------------
     row("reproduce-missing-store", ["reproduce", "abc"], ["--tracking-uri", "mlflow.db", "never create"]),
     row("reproduce-negative-tolerance", ["reproduce", "abc", "--tolerance", "-1"], ["--tolerance: got -1", ">= 0"]),
@@ -169,7 +163,7 @@ ROWS = [
     row("ui-port-too-high", ["ui", "--port", "70000"], ["--port: got 70000", "between 1 and 65535"]),
     row("ui-same-ports", ["ui", "--port", "5000", "--dashboard-port", "5000"], ["--dashboard-port: got 5000", "other than --port"]),
     row("ui-port-not-a-number", ["ui", "--port", "http"], ["--port", "'http'", "int"]),
-    row("ui-missing-store", ["ui", "--tracking-uri", "sqlite:///missing.db"], ["--tracking-uri", "never create"], marks=xfail(NEEDS_UI_WIRING, run=False)),
+    row("ui-missing-store", ["ui", "--tracking-uri", "sqlite:///missing.db"], ["--tracking-uri", "never create"]),
     row("server-port-zero", ["server", "--backend-store-uri", "sqlite:///x.db", "--port", "0"], ["--port: got 0", "between 1 and 65535"]),
     row("server-zero-workers", ["server", "--backend-store-uri", "sqlite:///x.db", "--workers", "0"], ["--workers: got 0", ">= 1"]),
     row("server-store-not-a-uri", ["server", "--backend-store-uri", "mlflow.db"], ["--backend-store-uri: got 'mlflow.db'", "postgresql://"]),

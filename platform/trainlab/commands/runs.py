@@ -22,12 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.errors import ConfigError
-    from trainlab.tracking.store import resolve_tracking_uri, tracking_client
+    from trainlab.tracking.store import open_tracking_store, resolve_tracking_uri
 
     if args.limit < 1:
         raise ConfigError("--limit", args.limit, "an integer >= 1")
     uri = resolve_tracking_uri(args.tracking_uri)
-    client = tracking_client(uri)
+    client = open_tracking_store(uri, create=False)  # a reading command never creates a store
     if args.experiment:
         experiment = client.get_experiment_by_name(args.experiment)
         if experiment is None:

@@ -66,7 +66,7 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     from trainlab.errors import ConfigError
     from trainlab.studies.devices import device_slots, trial_gpu_count, visible_gpus, with_devices_per_trial
     from trainlab.studies.spec import load_study_spec
-    from trainlab.studies.storage import resolve_storage_url
+    from trainlab.studies.storage import check_study_stores, resolve_storage_url
     from trainlab.tracking.store import resolve_tracking_uri
 
     if args.jobs < 1:
@@ -84,7 +84,9 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
     gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
-    return StudyPlan(experiment, spec, gpu_slots, uri, resolve_storage_url(args.storage, uri))
+    storage_url = resolve_storage_url(args.storage, uri)
+    check_study_stores(uri, storage_url)  # both, before either is written to
+    return StudyPlan(experiment, spec, gpu_slots, uri, storage_url)
 
 
 def _open_or_resume(plan: StudyPlan):
@@ -168,6 +170,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         return code or 1
     print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
     print(f"best params: {summary.best_params}")
+    _draw_completed_trials_pictures(study, spec, uri)
     if args.refit_best:
         from trainlab.studies.refit import refit_best
 
@@ -190,3 +193,19 @@ def _trials_running_elsewhere(study) -> int:
     me = worker_identity()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return sum((t.user_attrs.get(WORKER_ATTR) or {}).get("pid") != me["pid"] or (t.user_attrs.get(WORKER_ATTR) or {}).get("host") != me["host"] for t in running)
+
+
+def _draw_completed_trials_pictures(study, spec, uri: str) -> None:
+    """Trials train without matplotlib; their learning curves and gradient-flow pictures are drawn now,
+    from what each completed trial recorded (pruned and failed trials keep their curves and verdict tags)."""
+    from optuna.trial import TrialState
+
+    from trainlab.diagnostics.recorded import draw_recorded_pictures
+    from trainlab.studies.trial import MLFLOW_RUN_ATTR
+    from trainlab.tracking.store import tracking_client
+
+    client = tracking_client(uri)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if run_id:
+            draw_recorded_pictures(client, run_id, metrics=("loss", spec.metric.split("/")[-1]))

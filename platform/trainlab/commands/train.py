@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trainlab.config import load_experiment, resolve_run_config
     from trainlab.config.import_paths import make_importable
-    from trainlab.tracking.store import resolve_tracking_uri
+    from trainlab.tracking.store import check_tracking_store, resolve_tracking_uri
     from trainlab.training import RunEnded, launch
 
     make_importable(Path(args.file).parent)  # the experiment file's own folder, as the working directory
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     config = resolve_run_config(experiment.run)
     uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_store(uri, create=True)
     try:
         # One process: trains here. Several: a process group of its own, so that Lightning re-executes the
         # group's member, not this command. Under torchrun every rank trains here.

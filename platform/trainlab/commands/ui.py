@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trainlab.errors import ConfigError
     from trainlab.studies.storage import is_rdb_url, public_url, resolve_storage_url
-    from trainlab.tracking.store import resolve_tracking_uri
+    from trainlab.tracking.store import check_tracking_store, resolve_tracking_uri
 
     for flag, port in (("--port", args.port), ("--dashboard-port", args.dashboard_port)):
         if not 1 <= port <= 65535:
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--dashboard-port", args.dashboard_port, "a port other than --port")
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = resolve_storage_url(args.storage, uri)
+    check_tracking_store(uri, create=False)  # a reading command never creates a store
     if args.host not in LOOPBACK:
         print(
             f"trainlab: warning: binding to {args.host}: the MLflow UI and optuna-dashboard have no authentication; "

@@ -47,6 +47,7 @@ def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures
     spec = DiagnosticsSpec.from_document(settings)
     if not spec.enabled:
         return []
+    pictures = pictures and spec.pictures
     callbacks: list = []
     if spec.non_finite_guard:
         callbacks.append(NonFiniteGuard())

@@ -98,6 +98,9 @@ class DiagnosticsSpec:
     test_predictions: TestPredictionsSpec = field(default_factory=TestPredictionsSpec)
     conv_filters: bool = True
     activation_histograms: bool = False
+    # false: every verdict, tag and metric, no matplotlib figure (study trials: pictures are drawn at the
+    # end of the study for the trials that completed, from their recorded numbers)
+    pictures: bool = True
 
     @classmethod
     def from_document(cls, section: Any) -> "DiagnosticsSpec":

@@ -42,6 +42,8 @@ def open_study(storage_url: str, spec: StudySpec, experiment: Experiment):
     """
     import optuna
 
+    from trainlab.studies.report import name_metric
+
     storage = open_storage(storage_url)
     study = optuna.create_study(
         study_name=spec.name,
@@ -51,6 +53,7 @@ def open_study(storage_url: str, spec: StudySpec, experiment: Experiment):
         pruner=build_pruner(spec.pruner, spec.max_epochs),
         load_if_exists=True,
     )
+    name_metric(study, spec.metric)  # optuna-dashboard shows the metric's name, not "Objective 0"
     document = experiment_document(experiment)
     stored = study.user_attrs.get(EXPERIMENT_ATTR)
     if stored is None:

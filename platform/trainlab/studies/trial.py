@@ -186,6 +186,11 @@ def trial_config(trial, context: TrialContext):
     set_dotted(run, "tracking.run_name", f"{spec.name}-trial-{trial.number}")
     # The study's objective is the trial's monitor: checkpoint, pruning and plots follow it (contract.monitored_metric).
     run["monitor"] = {"metric": spec.metric, "mode": "max" if spec.direction == "maximize" else "min"}
+    # Trials never touch the test set (selecting on it would leak it; the refit is tested) and draw no
+    # pictures while they train: the study draws them at its end for the trials that completed.
+    run["test"] = False
+    if run.get("diagnostics") is not False:
+        run["diagnostics"] = {**(run.get("diagnostics") or {}), "pictures": False}
     return resolve_run_config(run)
 
 

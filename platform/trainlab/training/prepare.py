@@ -19,6 +19,7 @@ from typing import Any
 
 from trainlab.config import RunConfig
 from trainlab.contract import Monitor, monitored_metric, why_test_is_skipped
+from trainlab.config.parse_errors import trainer_error
 from trainlab.errors import ConfigError
 from trainlab.training import build
 
@@ -89,5 +90,5 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
     except ConfigError:
         raise
     except Exception as exc:  # Lightning's MisconfigurationException and friends: bad trainer settings
-        raise ConfigError("trainer", expected="settings this machine can run", hint=str(exc).splitlines()[0]) from None
+        raise trainer_error(exc, arguments) from None
     return trainer, checkpoint

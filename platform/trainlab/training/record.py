@@ -44,6 +44,7 @@ def attach_logger(trainer, record: RunRecord):
 def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
+    from trainlab.tracking.context import log_dataset_input, numeric_param_metrics
     from trainlab.tracking.environment import capture_environment
     from trainlab.tracking.user_code import add_user_code
     from trainlab.tracking.parameters import parameter_table
@@ -53,6 +54,7 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     params = {key: value for key, value in flatten(config.document).items() if not key.startswith("tracking.")}
     params.update({"model.params_total": summary.total_parameters, "model.params_trainable": summary.trainable_parameters})
     record.log_params(params)
+    record.log_metrics(numeric_param_metrics(params), step=0)  # MLflow params are strings: metrics can be searched by value
     record.log_text(config.to_yaml(), "config.yaml")
     record.log_text(str(summary), "model_summary.txt")
     record.log_text(parameter_table(model), "model/parameters.csv")
@@ -77,6 +79,7 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     fingerprint = data_fingerprint(datamodule)
     if fingerprint is not None:
         record.log_json(fingerprint, "data_fingerprint.json")
+        log_dataset_input(record.client, record.run_id, type(datamodule).__name__, fingerprint, source=config.section("data")["class_path"])
 
 
 def keep_user_code(record: RunRecord, code) -> None:
@@ -97,14 +100,16 @@ def keep_user_code(record: RunRecord, code) -> None:
 def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: dict[str, float]) -> None:
     import torch
 
+    from trainlab.diagnostics.spec import DiagnosticsSpec
     from trainlab.tracking.plots import curve_panels, learning_curves_figure
 
     checkpoint = prepared.checkpoint
     extra = {key: value for key, value in metrics.items() if key.startswith("best/")}
     record.log_metrics(extra, step=0)
     history = dict(logger.history)
-    panels = curve_panels(history, prepared.monitor.metric)
-    record.log_figure(learning_curves_figure(history, panels=panels), "plots/learning_curves.png")
+    if DiagnosticsSpec.from_document(prepared.config.section("diagnostics")).pictures:
+        panels = curve_panels(history, prepared.monitor.metric)
+        record.log_figure(learning_curves_figure(history, panels=panels), "plots/learning_curves.png")
     if checkpoint is not None and checkpoint.best_model_path:
         # Weights only, as plain tensors and numbers: loadable with torch.load(..., weights_only=True).
         saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
