@@ -137,7 +137,9 @@ def test_four_workers_share_the_default_storage(workdir, cli, tracking_uri):
         {"name": "parallel", "metric": "val/acc", "direction": "maximize", "n_trials": 5, "sampler": {"type": "random", "seed": 1},
          "pruner": {"type": "median", "n_startup_trials": 2}},
         {"optimizer.init_args.lr": {"low": 1e-3, "high": 0.3, "log": True}, "model.init_args.dropout": {"low": 0.0, "high": 0.3}},
-        trainer={"max_epochs": 1, "enable_progress_bar": False},
+        # Long enough that a worker process (several seconds to start) still finds trials to claim: trials no
+        # longer pay for a test pass and pictures, and one-epoch trials all ended in the first worker.
+        trainer={"max_epochs": 6, "enable_progress_bar": False},
     )
     result = cli("study", path, "--jobs", "4")
     assert result.code == 0, result

@@ -107,6 +107,11 @@ def refit_config(study, spec: StudySpec, tracking_uri: str):
     if get_dotted(document, "data.init_args.val_fraction") is not None:
         set_dotted(document, "data.init_args.val_fraction", 0.0)  # validation data joins the training data
     set_dotted(document, "tracking.run_name", f"{spec.name}-refit")
+    # The trial trained without a test pass and without pictures (studies/trial.py); the refit is the run
+    # that is tested and drawn.
+    document.pop("test", None)
+    if isinstance(document.get("diagnostics"), dict):
+        document["diagnostics"].pop("pictures", None)
     return resolve_run_config(document)
 
 
