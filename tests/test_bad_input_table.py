@@ -205,6 +205,11 @@ def _run_forked(cli, folder: Path, argv: list[str]) -> tuple[int, str]:
             os.dup2(fd, 2)
             sys.stdout = open(os.devnull, "w")
             sys.stderr = os.fdopen(fd, "w", buffering=1)  # pytest's capture replaced both
+            # This worker may have trained in-process before: a forked child that enters OpenMP's parallel
+            # regions with the parent's thread pool hangs (libgomp is not fork-safe). One thread never does.
+            import torch
+
+            torch.set_num_threads(1)
             os.chdir(folder)
             os.environ.pop("MLFLOW_TRACKING_URI", None)
             code = cli.main(argv)

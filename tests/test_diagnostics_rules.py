@@ -33,7 +33,7 @@ def _names(callbacks) -> list[str]:
     [
         ("diagnostics.gradient_flow.vanishing_ratio=2", "diagnostics.gradient_flow.vanishing_ratio", "expected a number in [0, 1)"),
         ("diagnostics.overfitting.patience=0", "diagnostics.overfitting.patience", "expected an integer > 0"),
-        ("diagnostics.gradient_flow.vanishing=0.1", "diagnostics.gradient_flow.vanishing", "expected a known key"),
+        ("diagnostics.gradient_flow.vanishing=0.1", "diagnostics.gradient_flow.vanishing", "expected a key that diagnostics accepts"),
         ("diagnostics.gradient_flow=3", "diagnostics.gradient_flow", "expected a mapping of settings"),
         ("diagnostics.conv_filters=maybe", "diagnostics.conv_filters", "expected a bool"),
     ],
