@@ -86,6 +86,9 @@ def test_unknown_command_option_is_one_line(cli, workdir):
 
 
 def test_runs_for_unknown_experiment(cli, workdir, fast_digits):
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").search_experiments()  # a store that exists, without that experiment
     result = cli("runs", "--experiment", "no-such-experiment")
     assert result.code == 2
     assert "--experiment: got 'no-such-experiment'" in result.err

@@ -25,9 +25,11 @@ from trainlab.tracking.store import DATABASE_SCHEMES, check_database_server, che
 
 DEFAULT_JOURNAL = "optuna_journal.log"
 STORAGE_EXAMPLES = "a journal file path, or an RDB URL such as postgresql://user@host/db or sqlite:///optuna.db"
-# Each worker holds at most two connections to a database server (one in use, one spare for the
-# occasional overlap), so N workers need about 3 N + a few: see README ("How many connections").
-RDB_ENGINE_KWARGS = {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
+# Each worker holds at most two connections to a database server (one in use, one for the occasional
+# overlap), so N workers need about 3 N + a few: see README ("How many connections"). Two kept
+# connections rather than one plus an overflow: an overflow connection is closed and reopened on every
+# overlap, and the churn shows the server more backends than the pool holds.
+RDB_ENGINE_KWARGS = {"pool_size": 2, "max_overflow": 0, "pool_pre_ping": True}
 
 
 def default_storage_url(tracking_uri: str) -> str:

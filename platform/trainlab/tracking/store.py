@@ -24,7 +24,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # MLflow's own SQLAlchemy pool when the tracking URI is a database server: at most two connections per
 # process (MLflow's default is SQLAlchemy's 5 + 10 overflow), so many workers fit in max_connections.
 # Environment defaults, so a user's own setting wins and worker processes inherit them.
-DATABASE_POOL_ENV = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
+DATABASE_POOL_ENV = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "2", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0"}
 CONNECT_TIMEOUT_S = 5
 
 
