@@ -45,7 +45,7 @@ from lightning.pytorch.cli import instantiate_class
 from trainlab.config import load_experiment, resolve_run_config
 from trainlab.training import build, fit_run
 # fit_run's own trainer builder, so the untracked path has exactly the callbacks and settings a tracked run has.
-from trainlab.training.fit_run import _build_trainer
+from trainlab.training.prepare import prepare_run
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -151,10 +151,10 @@ def trainlab_untracked(config) -> tuple[float, list[float]]:
     """fit_run's build, fit and test, without the MLflow run and logger."""
 
     start = clock()
-    datamodule, model = built(config)
     timer = EpochEndTimes()
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as checkpoints:
-        trainer, checkpoint = _build_trainer(config, model, [timer], checkpoints)
+        prepared = prepare_run(config, callbacks=[timer], checkpoint_dir=checkpoints)
+        trainer, model, datamodule, checkpoint = prepared.trainer, prepared.model, prepared.datamodule, prepared.checkpoint
         # LearningRateMonitor refuses a trainer without a logger; it is tracking, measured in the third path.
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, LearningRateMonitor)]
         trainer.fit(model, datamodule=datamodule)

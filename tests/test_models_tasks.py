@@ -174,3 +174,22 @@ def test_epoch_loss_is_the_batch_size_weighted_mean_callbacks_see_at_epoch_end()
         assert seen == pytest.approx(expected, rel=1e-5)
     assert record.seen[0] != pytest.approx(record.seen[-1])  # a fresh mean each epoch
     assert set(trainer.callback_metrics) >= {"train/loss", "val/loss", "val/acc", "train/acc"}
+
+
+def test_classifier_accuracy_and_macro_f1_equal_torchmetrics_own_including_absent_classes():
+    """One confusion matrix gives what MulticlassAccuracy(micro) and MulticlassF1Score(macro) would report."""
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+    from trainlab.models.classification import AccuracyAndF1
+
+    generator = torch.Generator().manual_seed(0)
+    for classes in (2, 3, 10):
+        ours, accuracy, f1 = AccuracyAndF1(classes), MulticlassAccuracy(classes, average="micro"), MulticlassF1Score(classes, average="macro")
+        for batch in range(3):
+            logits = torch.randn(17, classes, generator=generator)
+            labels = torch.randint(0, max(1, classes - batch), (17,), generator=generator)  # later batches miss classes
+            for metric in (ours, accuracy, f1):
+                metric.update(logits, labels)
+        values = ours.compute()
+        assert values["acc"].item() == pytest.approx(accuracy.compute().item(), abs=1e-6)
+        assert values["f1"].item() == pytest.approx(f1.compute().item(), abs=1e-6)
