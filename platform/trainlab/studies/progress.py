@@ -40,9 +40,12 @@ class ProgressPrinter:
         counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         total = f"/{self.n_trials}" if self.n_trials else ""
         parts = [f"[{len(counted):>3}{total}] trial {trial.number:<3} {trial.state.name:<8} {self._detail(trial)}"]
-        best = best_trial(study)
-        if best is not None:
-            parts.append(f"best {best.value:.4f} (trial {best.number})")
+        if len(study.directions) > 1:
+            parts.append(f"Pareto front: {len(study.best_trials)} trial(s)")
+        else:
+            best = best_trial(study)
+            if best is not None:
+                parts.append(f"best {best.value:.4f} (trial {best.number})")
         eta = self._eta(counted)
         if eta:
             parts.append(eta)
@@ -51,6 +54,11 @@ class ProgressPrinter:
     def _detail(self, trial) -> str:
         from optuna.trial import TrialState
 
+        if trial.state == TrialState.COMPLETE and len(trial.values) > 1:
+            from trainlab.studies.trial import VALUES_ATTR
+
+            values = trial.user_attrs.get(VALUES_ATTR) or {}
+            return " ".join(f"{metric}={value:.4g}" for metric, value in values.items())
         if trial.state == TrialState.COMPLETE:
             return f"{self.metric}={trial.value:.4f}"
         if trial.state == TrialState.PRUNED:
