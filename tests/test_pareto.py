@@ -166,3 +166,36 @@ def test_a_run_refuses_an_unknown_measure(workdir, cli):
     result = cli("train", _study_file(workdir), "measure=[model/flops]")
     assert result.code == 2 and "measure: got ['model/flops']" in result.err, result
     assert not (workdir / "mlflow.db").exists()
+
+
+@pytest.mark.integration
+def test_a_multi_objective_study_runs_on_two_workers_and_resumes(workdir, cli, tracking_uri, mlflow_client):
+    study = {
+        "name": "front-jobs",
+        "metrics": {"val/acc": "maximize", "model/params": "minimize"},
+        "n_trials": 3,
+        "sampler": {"type": "nsga2", "seed": 5, "population_size": 4},
+    }
+    path = _study_file(workdir, study, trainer={"max_epochs": 1, "enable_progress_bar": False})
+    first = cli("study", path, "--jobs", "2")
+    assert first.code == 0, first
+    resumed = cli("study", path, "--n-trials", "5")
+    assert resumed.code == 0, resumed
+
+    runs = all_runs(tracking_uri)
+    parents = [r for r in runs if r.data.tags.get("trainlab.kind") == "study"]
+    trials = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial"]
+    assert len(parents) == 1 and len(trials) == 5 and all(r.info.status == "FINISHED" for r in trials)
+    values = {}
+    for run in trials:
+        history = mlflow_client.get_metric_history(run.info.run_id, "val/acc")
+        values[int(run.data.tags["trainlab.trial"])] = {"val/acc": max(m.value for m in history), "model/params": run.data.metrics["model/params"]}
+    assert sorted(values) == [0, 1, 2, 3, 4]
+
+    def dominates(a, b):
+        return a["val/acc"] >= b["val/acc"] and a["model/params"] <= b["model/params"] and a != b
+
+    front = {n for n in values if not any(dominates(values[o], values[n]) for o in values if o != n)}
+    tagged = {int(r.data.tags["trainlab.trial"]) for r in trials if r.data.tags.get("trainlab.pareto") == "true"}
+    assert tagged == front
+    assert mlflow_client.get_run(parents[0].info.run_id).data.tags["trainlab.study.pareto_trials"] == ",".join(map(str, sorted(front)))
