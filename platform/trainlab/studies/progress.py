@@ -58,9 +58,9 @@ class ProgressPrinter:
             from trainlab.studies.trial import VALUES_ATTR
 
             values = trial.user_attrs.get(VALUES_ATTR) or {}
-            return " ".join(f"{metric}={value:.4g}" for metric, value in values.items())
+            return " ".join(f"{metric}={value:.4g}" for metric, value in values.items()) + _infeasible(trial)
         if trial.state == TrialState.COMPLETE:
-            return f"{self.metric}={trial.value:.4f}"
+            return f"{self.metric}={trial.value:.4f}" + _infeasible(trial)
         if trial.state == TrialState.PRUNED:
             last = max(trial.intermediate_values) if trial.intermediate_values else None
             value = f", {self.metric}={trial.intermediate_values[last]:.4f}" if last is not None else ""
@@ -91,3 +91,9 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _infeasible(trial) -> str:
+    """A trial that breaks a constraint never counts as best or joins the front: say so on its line."""
+    broken = [name for name, value in trial.constraints.items() if value > 0]
+    return f" (infeasible: {', '.join(broken)})" if broken else ""
