@@ -58,7 +58,7 @@ class ProgressPrinter:
             from trainlab.studies.trial import VALUES_ATTR
 
             values = trial.user_attrs.get(VALUES_ATTR) or {}
-            return " ".join(f"{metric}={value:.4g}" for metric, value in values.items()) + _infeasible(trial)
+            return " ".join(f"{metric}={_number(value)}" for metric, value in values.items()) + _infeasible(trial)
         if trial.state == TrialState.COMPLETE:
             return f"{self.metric}={trial.value:.4f}" + _infeasible(trial)
         if trial.state == TrialState.PRUNED:
@@ -97,3 +97,8 @@ def _infeasible(trial) -> str:
     """A trial that breaks a constraint never counts as best or joins the front: say so on its line."""
     broken = [name for name, value in trial.constraints.items() if value > 0]
     return f" (infeasible: {', '.join(broken)})" if broken else ""
+
+
+def _number(value: float) -> str:
+    """A count stays a whole number (``model/params=167210``, not ``1.672e+05``)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
