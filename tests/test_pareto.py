@@ -202,3 +202,34 @@ def test_a_multi_objective_study_runs_on_two_workers_and_resumes(workdir, cli, t
     tagged = {int(r.data.tags["trainlab.trial"]) for r in trials if r.data.tags.get("trainlab.pareto") == "true"}
     assert tagged == front
     assert mlflow_client.get_run(parents[0].info.run_id).data.tags["trainlab.study.pareto_trials"] == ",".join(map(str, sorted(front)))
+
+
+@pytest.mark.integration
+def test_a_single_metric_with_a_constraint_picks_the_best_feasible_trial(workdir, cli, tracking_uri, mlflow_client):
+    study = {
+        "name": "budget",
+        "metric": "val/acc",
+        "direction": "maximize",
+        "constraints": {"model/params": f"<= {PARAMS_BOUND}"},
+        "n_trials": 4,
+        "sampler": {"type": "tpe", "seed": 3, "n_startup_trials": 4},
+        "pruner": "none",
+    }
+    result = cli("study", _study_file(workdir, study, trainer={"max_epochs": 1, "enable_progress_bar": False}))
+    assert result.code == 0, result
+
+    runs = all_runs(tracking_uri)
+    parent = next(r for r in runs if r.data.tags.get("trainlab.kind") == "study")
+    trials = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial"]
+    scored = {
+        int(r.data.tags["trainlab.trial"]): (max(m.value for m in mlflow_client.get_metric_history(r.info.run_id, "val/acc")), r.data.metrics["model/params"])
+        for r in trials
+    }
+    feasible = {n: acc for n, (acc, params) in scored.items() if params <= PARAMS_BOUND}
+    assert feasible and len(feasible) < len(scored), "the seed must give feasible and infeasible trials"
+    expected = min(feasible, key=lambda n: (-feasible[n], n))
+    assert parent.data.tags["trainlab.study.best_trial"] == str(expected)
+    assert "infeasible: model/params" in result.out
+    with open(mlflow_client.download_artifacts(parent.info.run_id, "trials.csv", str(workdir))) as handle:
+        rows = {int(row["number"]): row for row in csv.DictReader(handle)}
+    assert {n: row["feasible"] == "true" for n, row in rows.items()} == {n: n in feasible for n in scored}
