@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=3, help="how many of the best trials to confirm (default 3)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per config, at least 2 (default 5)")
     parser.add_argument("--experiment", "-e", default=None, help="the study's MLflow experiment (default: search all)")
+    parser.add_argument("--pick", default=None, metavar="RULE",
+                        help='rank the Pareto trials by a rule, e.g. "max val/acc where model/params <= 20000" (needed with several metrics)')
     add_tracking_uri(parser)
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.errors import ConfigError
     from trainlab.reproduce.confirmation import ConfigConfirmation, check_ranking, confirmation_figure, confirmation_table
     from trainlab.reproduce.recorded import CONFIG, load_recorded, open_store
-    from trainlab.reproduce.study_runs import find_study
+    from trainlab.reproduce.study_runs import find_study, picked
     from trainlab.tracking.store import resolve_tracking_uri
 
     if args.top_k < 1:
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     uri = resolve_tracking_uri(args.tracking_uri)
     client = open_store(uri)
     study = find_study(client, args.study, args.experiment)
+    study = picked(client, study, args.pick, "confirm") or study
     if not study.trials:
         raise ConfigError("STUDY", args.study, f"a study with finished trials that logged {study.metric}")
     top = study.trials[: args.top_k]

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest accepted difference per value, relative above 1 (default: 0, bit-identical, for an exact run; 0.02 otherwise)",
     )
     parser.add_argument("--dry-run", action="store_true", help="audit only: report what differs, do not re-run")
+    parser.add_argument("--pick", default=None, metavar="RULE",
+                        help='with study:NAME, which Pareto trial: e.g. "max val/acc where model/params <= 20000" (needed with several metrics)')
     add_tracking_uri(parser)
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--tolerance", args.tolerance, "a number >= 0")
     uri = resolve_tracking_uri(args.tracking_uri)
     client = open_store(uri)
-    run_id = resolve_run_reference(client, args.run_id)
+    run_id = resolve_run_reference(client, args.run_id, args.pick)
     lines: list[str] = []
 
     rank_zero = is_rank_zero()

@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: optuna_journal.log next to mlflow.db)")
     parser.add_argument("--study-name", default=None, help="study name (default: study.name, else the tracking experiment)")
     parser.add_argument("--refit-best", action="store_true", help="afterwards, train the best config once more on train+val and log the model")
+    parser.add_argument("--pick", default=None, metavar="RULE",
+                        help='with --refit-best: which Pareto trial, e.g. "max val/acc where model/params <= 20000" (needed with several metrics)')
     add_tracking_uri(parser)
 
 
@@ -45,6 +47,7 @@ class StudyPlan:
     gpu_slots: list[str] | None
     tracking_uri: str
     storage_url: str
+    pick: Any = None  # the --pick rule (trainlab.studies.pareto.PickRule), checked against the study's metrics
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,13 +83,27 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     # Validated as the trials will train; stored as written (devices are this invocation's resources).
     as_trained = replace(experiment, run=with_devices_per_trial(experiment.run, args.devices_per_trial))
     spec = load_study_spec(as_trained, n_trials=args.n_trials, timeout=args.timeout, name=args.study_name)
+    pick = _pick_rule(args, spec)
     trial_trainer = resolve_run_config(as_trained.run).section("trainer")
     gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
     gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
     check_study_stores(uri, storage_url)  # both, before either is written to
-    return StudyPlan(experiment, spec, gpu_slots, uri, storage_url)
+    return StudyPlan(experiment, spec, gpu_slots, uri, storage_url, pick)
+
+
+def _pick_rule(args: argparse.Namespace, spec):
+    """``--pick`` parsed now (bad rule: one line, nothing created); several metrics and --refit-best need one."""
+    from trainlab.errors import ConfigError
+    from trainlab.studies.pareto import parse_pick, pick_metrics, require_pick
+
+    if args.pick is not None and not args.refit_best:
+        raise ConfigError("--pick", args.pick, "--refit-best as well (the rule chooses the trial to refit)")
+    pick = parse_pick(args.pick, pick_metrics(spec)) if args.pick is not None else None
+    if args.refit_best:
+        require_pick(spec, pick, "--refit-best")
+    return pick
 
 
 def _open_or_resume(plan: StudyPlan):
@@ -115,7 +132,10 @@ def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> 
         workers += f", {args.devices_per_trial} device(s) per trial"
     if plan.gpu_slots:
         workers += f" on GPUs {' | '.join(plan.gpu_slots)}"
-    print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
+    from trainlab.studies.report import objectives_text
+
+    goal = f"{spec.direction} {spec.metric}" if not spec.is_multi_objective and not spec.constraints else objectives_text(spec).replace("`", "")
+    print(f"study {spec.name}: {goal}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
     print(f"storage: {public_url(plan.storage_url)}\ntracking: {plan.tracking_uri}  (parent run {parent_run_id})", flush=True)
 
 
@@ -165,22 +185,39 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
         f" ({summary.epochs} epochs trained)"
     )
-    if summary.best_number is None:
-        print("no trial completed", file=sys.stderr)
+    if summary.pareto_numbers is not None:
+        if not summary.pareto_numbers:
+            print("no trial completed" if not summary.complete else "no complete trial meets the constraints", file=sys.stderr)
+            return code or 1
+        _print_pareto(study, spec)
+    elif summary.best_number is None:
+        print("no trial completed" if not summary.complete else "no complete trial meets the constraints", file=sys.stderr)
         return code or 1
-    print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
-    print(f"best params: {summary.best_params}")
+    else:
+        print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
+        print(f"best params: {summary.best_params}")
     _draw_completed_trials_pictures(study, spec, uri)
     if args.refit_best:
         from trainlab.studies.refit import refit_best
 
-        refit = refit_best(study, spec, uri, parent_run_id)
+        refit = refit_best(study, spec, uri, parent_run_id, plan.pick)
         from trainlab.studies.refit import model_uri
 
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
         print(f"refit model: {model_uri(refit.run_id)}  (mlflow.pytorch.load_model)")
     print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(plan.storage_url)}")
     return code
+
+
+def _print_pareto(study, spec) -> None:
+    from trainlab.studies.report import pareto_rows
+
+    header, rows = pareto_rows(study, spec)
+    shown = len(spec.metrics) + 1
+    print(f"Pareto front: {len(rows)} trial(s) (pareto.csv on the parent run)")
+    print("  " + "  ".join(f"{name:>14}" for name in header[:shown]) + "  run")
+    for row in rows:
+        print("  " + "  ".join(f"{v:>14.6g}" if isinstance(v, float) else f"{v!s:>14}" for v in row[:shown]) + f"  {row[-1]}")
 
 
 def _trials_running_elsewhere(study) -> int:

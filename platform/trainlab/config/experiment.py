@@ -12,7 +12,7 @@ import yaml
 from trainlab.config.lightning_cli import from_lightning_cli
 from trainlab.errors import ConfigError
 
-RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics", "monitor", "test")
+RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics", "monitor", "test", "measure")
 STUDY_SECTIONS = ("study", "search_space")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 # Top-level keys a LightningCLI subcommand dump adds (arguments of trainer.fit/validate/test/predict).
 SUBCOMMAND_KEYS = ("ckpt_path", "weights_only", "verbose", "return_predictions")
-TRAINLAB_SECTIONS = ("tracking", "diagnostics", "monitor", "test", "study", "search_space")
+TRAINLAB_SECTIONS = ("tracking", "diagnostics", "monitor", "test", "measure", "study", "search_space")
 
 
 def from_lightning_cli(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -93,6 +93,7 @@ def run_parser():
     parser.add_class_arguments(TrackingSpec, "tracking")
     parser.add_class_arguments(MonitorSpec, "monitor")
     parser.add_argument("--test", type=bool, default=True)  # false: skip trainer.test after fit
+    parser.add_argument("--measure", type=Optional[list[str]], default=None)  # model/params, model/latency_ms at fit end
     parser.add_class_arguments(DiagnosticsSpec, "diagnostics")
     return parser
 
@@ -122,6 +123,8 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
             document["trainer"][key] = None
     if document.get("test") is not False:
         document.pop("test", None)  # the default, left unsaid: configs recorded before the key existed resolve the same
+    if not document.get("measure"):
+        document.pop("measure", None)  # likewise: nothing measured unless asked
     monitor = document.pop("monitor", None) or {}
     if monitor.get("metric"):  # no section when the file names no metric: the model's contract decides
         from trainlab.contract import inferred_mode
@@ -165,6 +168,12 @@ def _check_monitor_and_test(run: dict[str, Any]) -> None:
             raise ConfigError("monitor.metric", monitor["metric"], "the name of a metric the model logs each epoch, e.g. val_acc")
         if monitor.get("mode") not in (None, "min", "max"):
             raise ConfigError("monitor.mode", monitor["mode"], "min or max (left out: inferred from the name)")
+    measure = run.get("measure")
+    if measure is not None:
+        from trainlab.training.measurements import MEASURES
+
+        if not isinstance(measure, list) or any(name not in MEASURES for name in measure):
+            raise ConfigError("measure", measure, f"a list of {', '.join(MEASURES)} (logged once when fit ends)")
     if "test" in run and not isinstance(run["test"], bool):
         raise ConfigError("test", run["test"], "true or false (false: no test after training)")
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 History = dict[str, list[tuple[int, float]]]
 
-# Metrics written once when training is over (test results, best checkpoint score), not per epoch.
-FINAL_PREFIXES = ("test/", "best/")
+# Metrics written once when training is over (test results, best checkpoint score, model measures), not per epoch.
+FINAL_PREFIXES = ("test/", "best/", "model/")
+# Timings (training/measurements.py) differ on every run: shown side by side, never a mismatch.
+TIMINGS = ("model/latency_ms",)
 # Reports list the metrics a user reads first (the task's own) before optimiser and diagnostic curves.
 _FIRST = ("train/", "val/", "test/", "best/")
 
@@ -48,6 +50,8 @@ class MetricComparison:
     @property
     def matches(self) -> bool:
         """b repeats a: every point of a is in b within tolerance (extra points or metrics in b are allowed)."""
+        if self.name in TIMINGS:
+            return True
         return self.only_in != "a" and not self.missing_in_b and self.first_divergence is None
 
 
@@ -62,18 +66,18 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
-        return self.matches and all(m.largest_gap == 0 for m in self.metrics)
+        return self.matches and all(m.largest_gap == 0 for m in self.metrics if m.name not in TIMINGS)
 
     def first_divergence(self) -> tuple[int, list[str]] | None:
         """The earliest epoch where a per-epoch curve leaves the tolerance, with the curves that do."""
-        steps = [m.first_divergence for m in self.metrics if m.first_divergence is not None and not m.is_final]
+        steps = [m.first_divergence for m in self.metrics if m.first_divergence is not None and not m.is_final and m.name not in TIMINGS]
         if not steps:
             return None
         first = min(steps)
         return first, [m.name for m in self.metrics if m.first_divergence == first and not m.is_final]
 
     def summary(self) -> str:
-        compared = [m for m in self.metrics if m.only_in is None]
+        compared = [m for m in self.metrics if m.only_in is None and m.name not in TIMINGS]
         curves = [m for m in compared if not m.is_final]
         epochs = max((m.compared for m in curves), default=0)
         if self.identical:
@@ -84,7 +88,7 @@ class Comparison:
         divergence = self.first_divergence()
         if divergence:
             parts.append(f"curves diverge from epoch {divergence[0]} ({', '.join(divergence[1][:4])}{', ...' if len(divergence[1]) > 4 else ''})")
-        finals = [m.name for m in self.metrics if m.is_final and m.first_divergence is not None]
+        finals = [m.name for m in self.metrics if m.is_final and m.first_divergence is not None and m.name not in TIMINGS]
         if finals:
             parts.append(f"final metrics differ ({', '.join(finals[:4])})")
         missing = [m.name for m in self.metrics if m.only_in == "a" or m.missing_in_b]

@@ -4,13 +4,16 @@ The layout (shared with ``trainlab study``): the parent carries ``trainlab.study
 ``trainlab.study.metric`` and ``trainlab.study.direction`` (minimize/maximize); each trial is a child run
 tagged ``trainlab.kind=trial``, ``trainlab.study``, ``trainlab.trial`` (number). A trial's value is, as
 the study's objective, the best epoch value of the metric named by ``trainlab.study.metric``. When the
-study has finished, the parent's ``trainlab.study.best_run_id`` names its best trial.
+study has finished, the parent's ``trainlab.study.best_run_id`` names its best trial. A study with several
+metrics (parent tag ``trainlab.study.metrics``) has no best trial: ``--pick RULE`` chooses among its Pareto
+trials (runs tagged ``trainlab.pareto=true``) with :mod:`trainlab.studies.pareto`.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trainlab.contract import best_by_direction
@@ -30,6 +33,41 @@ class StudyRuns:
 
     def value(self, run) -> float:
         return self.values[run.info.run_id]
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """Every objective, metric -> direction (one for a single-objective study)."""
+        return json.loads(self.parent.data.tags.get("trainlab.study.metrics") or "{}") or {self.metric: self.direction}
+
+    @property
+    def pick_metrics(self) -> list[str]:
+        constrained = json.loads(self.parent.data.tags.get("trainlab.study.constraints") or "{}")
+        return list(dict.fromkeys([*self.objectives, *constrained]))
+
+
+def picked(client, study: StudyRuns, text: str | None, what: str) -> StudyRuns | None:
+    """With a ``--pick`` rule: the study's Pareto trials that meet it, ranked by it (the rule's metric is
+    then the study's metric). None without a rule; a multi-objective study needs one (ConfigError)."""
+    from trainlab.studies.pareto import EXAMPLE, PARETO_TAG, VALUES_TAG, Candidate, choose, parse_pick, rank
+
+    if text is None:
+        if len(study.objectives) > 1:
+            raise ConfigError("--pick", expected=f"a rule choosing among the Pareto trials of study {study.name} for {what} (several objectives, no single best), e.g. --pick {EXAMPLE}")
+        return None
+    rule = parse_pick(text, study.pick_metrics)
+    if len(study.objectives) > 1:
+        front = [r for r in study.trials if r.data.tags.get(PARETO_TAG) == "true"]
+    else:
+        best = study.parent.data.tags.get("trainlab.study.best_run_id")
+        front = [r for r in study.trials if r.info.run_id == best] or study.trials[:1]
+    candidates = [
+        Candidate(int(r.data.tags.get("trainlab.trial", -1)), json.loads(r.data.tags.get(VALUES_TAG) or "{}") or {study.metric: study.value(r)}, r)
+        for r in front
+    ]
+    choose(rule, candidates)  # none meets the rule: one line naming the front's ranges
+    ranked = [c.ref for c in rank(rule, candidates)]
+    values = {r.info.run_id: objective(client, r.info.run_id, rule.metric, rule.direction) for r in ranked}
+    return replace(study, metric=rule.metric, direction=rule.direction, trials=ranked, values=values)
 
 
 def objective(client, run_id: str, metric: str, direction: str) -> float:
@@ -64,11 +102,16 @@ def find_study(client, name: str, experiment: str | None = None) -> StudyRuns:
     return StudyRuns(name, parent, metric, direction, trials, values)
 
 
-def resolve_run_reference(client, reference: str) -> str:
-    """A run id, or ``study:NAME`` for the best finished trial of study NAME."""
+def resolve_run_reference(client, reference: str, pick: str | None = None) -> str:
+    """A run id, or ``study:NAME`` for the best finished trial of study NAME (or the Pareto trial ``pick`` chooses)."""
     if not reference.startswith(STUDY_PREFIX):
+        if pick is not None:
+            raise ConfigError("--pick", pick, "a study reference as RUN_ID (study:NAME) to pick a trial of")
         return reference
     study = find_study(client, reference[len(STUDY_PREFIX) :])
+    chosen = picked(client, study, pick, "reproduce")
+    if chosen is not None:
+        return chosen.trials[0].info.run_id
     best = study.parent.data.tags.get("trainlab.study.best_run_id")  # the study's own word, once it has finished
     if best:
         return best

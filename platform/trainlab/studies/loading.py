@@ -48,12 +48,12 @@ def open_study(storage_url: str, spec: StudySpec, experiment: Experiment):
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        direction=spec.direction,
+        directions=spec.directions,
         sampler=build_sampler(spec.sampler, spec.space),
         pruner=build_pruner(spec.pruner, spec.max_epochs),
         load_if_exists=True,
     )
-    name_metric(study, spec.metric)  # optuna-dashboard shows the metric's name, not "Objective 0"
+    name_metric(study, spec.metrics)  # optuna-dashboard shows the metrics' names, not "Objective 0"
     document = experiment_document(experiment)
     stored = study.user_attrs.get(EXPERIMENT_ATTR)
     if stored is None:

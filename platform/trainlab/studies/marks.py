@@ -5,7 +5,9 @@ the same red icon and tag columns are hidden until chosen, so the outcome goes i
 front, where the table's narrow name column does not cut it off: ``[pruned] study-trial-3``,
 ``[failed] study-trial-5``, ``[best] study-trial-7``; a complete trial keeps its plain name. Each trial run also gets tags ``trainlab.outcome`` (complete, pruned, failed) and, on the
 best one only, ``trainlab.best=true``, and a description (Markdown) linking back to the parent run and
-to the study in optuna-dashboard. Only what changed is written, so a resumed study's report moves the
+to the study in optuna-dashboard. A study with several metrics has a Pareto front instead of a best
+trial: its trials are named ``[pareto] study-trial-4`` and tagged ``trainlab.pareto=true``, and every
+complete trial carries ``trainlab.values`` (JSON: the values ``--pick`` reads). Only what changed is written, so a resumed study's report moves the
 best mark without rewriting every run.
 """
 
@@ -21,23 +23,33 @@ from trainlab.studies.trial import MLFLOW_RUN_ATTR
 OUTCOME_TAG = "trainlab.outcome"
 BEST_TAG = "trainlab.best"
 _OUTCOMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
-_MARK = re.compile(r"^\[(best|pruned|failed)\] ")
+_MARK = re.compile(r"^\[(best|pareto|pruned|failed)\] ")
 _USER_TEXT = "\n\n---\n\n"  # separates our lines from a description the user's config gave the run
 
 
-def run_name_with_outcome(name: str, outcome: str | None, best: bool) -> str:
+def run_name_with_outcome(name: str, outcome: str | None, best: bool, pareto: bool = False) -> str:
     """``digits-trial-3`` → ``[pruned] digits-trial-3``; a previous mark is replaced."""
     base = _MARK.sub("", name)
     if best:
         return f"[best] {base}"
+    if pareto:
+        return f"[pareto] {base}"
     if outcome in ("pruned", "failed"):
         return f"[{outcome}] {base}"
     return base
 
 
-def mark_trial_runs(study, spec, client, tracking_uri: str, experiment_id: str, parent_run_id: str, best_number: int | None) -> None:
-    """Give every ended trial's run its outcome in the name, tags and description; mark the best one."""
+def mark_trial_runs(
+    study, spec, client, tracking_uri: str, experiment_id: str, parent_run_id: str, best_number: int | None, pareto_numbers: list[int] | None = None
+) -> None:
+    """Give every ended trial's run its outcome in the name, tags and description; mark the best one (or
+    the Pareto trials)."""
+    import json
+
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+    from trainlab.studies.pareto import PARETO_TAG, VALUES_TAG
+    from trainlab.studies.trial import VALUES_ATTR
 
     trials = {t.user_attrs.get(MLFLOW_RUN_ATTR): t for t in study.get_trials(deepcopy=False) if t.state.name in _OUTCOMES}
     study_url = dashboard_study_url(study)
@@ -47,14 +59,21 @@ def mark_trial_runs(study, spec, client, tracking_uri: str, experiment_id: str, 
         if trial is None:
             continue
         outcome, best = _OUTCOMES[trial.state.name], trial.number == best_number
-        name = run_name_with_outcome(run.info.run_name or f"{spec.name}-trial-{trial.number}", outcome, best)
+        pareto = pareto_numbers is not None and trial.number in pareto_numbers
+        name = run_name_with_outcome(run.info.run_name or f"{spec.name}-trial-{trial.number}", outcome, best, pareto)
         if name != run.info.run_name:
             client.update_run(run.info.run_id, name=name)
         tags = run.data.tags
         wanted = {
             OUTCOME_TAG: outcome,
-            MLFLOW_RUN_NOTE: _trial_description(trial, spec, outcome, best, parent_url, study_url, tags.get(MLFLOW_RUN_NOTE, "")),
+            MLFLOW_RUN_NOTE: _trial_description(trial, spec, outcome, best or pareto, parent_url, study_url, tags.get(MLFLOW_RUN_NOTE, "")),
         }
+        if trial.user_attrs.get(VALUES_ATTR):
+            wanted[VALUES_TAG] = json.dumps(trial.user_attrs[VALUES_ATTR], sort_keys=True)
+        if pareto:
+            wanted[PARETO_TAG] = "true"
+        elif PARETO_TAG in tags:
+            client.delete_tag(run.info.run_id, PARETO_TAG)
         if best:
             wanted[BEST_TAG] = "true"
         elif BEST_TAG in tags:
@@ -94,7 +113,11 @@ def link_trials_in_dashboard(study, tracking_uri: str, experiment_id: str, paren
 
 def _trial_description(trial, spec, outcome: str, best: bool, parent_url: str, study_url: str, current: str) -> str:
     lines = [f"Trial {trial.number} of study **{spec.name}**: [parent run]({parent_url}), [optuna-dashboard]({study_url}).", ""]
-    if best:
+    if best and spec.is_multi_objective:
+        lines.append(f"**On the Pareto front of the study**: {_values_text(trial, spec)}.")
+    elif outcome == "complete" and spec.is_multi_objective:
+        lines.append(f"Complete (dominated or infeasible): {_values_text(trial, spec)}.")
+    elif best:
         lines.append(f"**Best trial of the study**: `{spec.metric}` = {trial.value:.6g} (of tied trials, the earliest wins).")
     elif outcome == "complete":
         lines.append(f"Complete: `{spec.metric}` = {trial.value:.6g}.")
@@ -107,6 +130,12 @@ def _trial_description(trial, spec, outcome: str, best: bool, parent_url: str, s
         lines.append(f"Failed: {reason[:500]}")
     ours = "\n".join(lines)
     return ours + _user_text(trial, current)
+
+
+def _values_text(trial, spec) -> str:
+    from trainlab.studies.pareto import trial_values_of
+
+    return ", ".join(f"`{metric}` = {value:.6g}" for metric, value in trial_values_of(trial, spec).items())
 
 
 def _user_text(trial, current: str) -> str:

@@ -13,7 +13,7 @@ from trainlab.studies.storage import public_url
 
 
 def study_tags(spec: StudySpec, storage_url: str) -> dict[str, str]:
-    return {
+    tags = {
         "trainlab.kind": "study",
         "trainlab.study": spec.name,
         "trainlab.study.metric": spec.metric,
@@ -21,11 +21,17 @@ def study_tags(spec: StudySpec, storage_url: str) -> dict[str, str]:
         "trainlab.study.storage": public_url(storage_url),
         "trainlab.study.n_trials": str(spec.n_trials or ""),
     }
+    if spec.is_multi_objective or spec.constraints:
+        # every objective and constraint, for commands that read the study from MLflow (confirm, reproduce)
+        tags["trainlab.study.metrics"] = json.dumps(dict(zip(spec.metrics, spec.directions)))
+        tags["trainlab.study.constraints"] = json.dumps({c.metric: f"{c.op} {c.bound:g}" for c in spec.constraints})
+    return tags
 
 
 def ensure_parent_run(study, spec: StudySpec, experiment: Experiment, tracking_uri: str, storage_url: str) -> str:
     """The parent run's id: the one the study recorded (set RUNNING again), or a new one."""
     import trainlab
+    from trainlab.studies.report import objectives_text
     from trainlab.tracking.run_record import RunRecord
     from trainlab.tracking.store import tracking_client
 
@@ -40,7 +46,7 @@ def ensure_parent_run(study, spec: StudySpec, experiment: Experiment, tracking_u
         experiment=spec.experiment_name,
         run_name=spec.name,
         tags={"trainlab.version": trainlab.__version__, **study_tags(spec, storage_url)},
-        description=f"Optuna study {spec.name}: {spec.direction} {spec.metric}; each trial is a nested run.",
+        description=f"Optuna study {spec.name}: {objectives_text(spec).replace('`', '')}; each trial is a nested run.",
     )
     record.log_params(
         {

@@ -16,10 +16,15 @@ import warnings
 from pathlib import Path
 
 PLOTS = ("optimization_history", "intermediate_values", "param_importances", "parallel_coordinate", "slice")
+# Several objectives: the Pareto front first; the other plots follow the first metric (no intermediate
+# values: Optuna takes none from multi-objective trials).
+MULTI_OBJECTIVE_PLOTS = ("pareto_front", "optimization_history", "param_importances", "parallel_coordinate", "slice")
 
 
-def write_study_plots(study, metric: str, directory: Path) -> list[str]:
-    """Write ``study.html`` and ``<plot>.png`` for each plot the study has data for; return notes on skipped ones."""
+def write_study_plots(study, metric: str, directory: Path, metrics: list[str] | None = None) -> list[str]:
+    """Write ``study.html`` and ``<plot>.png`` for each plot the study has data for; return notes on skipped ones.
+
+    With several ``metrics`` the Pareto front comes first, also as its own ``pareto_front.html``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,8 +37,11 @@ def write_study_plots(study, metric: str, directory: Path) -> list[str]:
     sections: list[str] = []
     skipped: list[str] = []
     include_js: bool | str = True  # plotly.js once, in the first figure
-    for name in PLOTS:
+    several = metrics is not None and len(metrics) > 1
+    for name in MULTI_OBJECTIVE_PLOTS if several else PLOTS:
         kwargs = _arguments(name, study, metric)
+        if several:
+            kwargs = _multi_objective_arguments(name, kwargs, metrics)
         try:
             with warnings.catch_warnings():
                 # experimental API notices, matplotlib's "identical limits" note for one-trial axes, and
@@ -50,16 +58,18 @@ def write_study_plots(study, metric: str, directory: Path) -> list[str]:
             heading = importance_title()
             figure.update_layout(title=heading)
             _figure_of(axes).axes[0].set_title(heading)
-            _write_importances(study, directory / "param_importances.json")
+            _write_importances(study, directory / "param_importances.json", kwargs.get("target"))
         sections.append(f"<h2>{html.escape(heading)}</h2>")
         sections.append(figure.to_html(full_html=False, include_plotlyjs=include_js))
         include_js = False
+        if name == "pareto_front":
+            figure.write_html(directory / "pareto_front.html", include_plotlyjs=True)  # plotly.js inlined: no CDN
         png_figure = _figure_of(axes)
         png_figure.savefig(directory / f"{name}.png", dpi=100, bbox_inches="tight")
         plt.close(png_figure)
     if skipped:
         sections.append("<h2>not drawn</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in skipped) + "</ul>")
-    title = html.escape(f"study {study.study_name}: {metric}")
+    title = html.escape(f"study {study.study_name}: {', '.join(metrics) if several else metric}")
     page = f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n<body><h1>{title}</h1>\n{"".join(sections)}\n</body></html>\n'
     (directory / "study.html").write_text(page, encoding="utf-8")
     return skipped
@@ -77,6 +87,16 @@ def _arguments(name: str, study, metric: str) -> dict:
     return kwargs
 
 
+def _multi_objective_arguments(name: str, kwargs: dict, metrics: list[str]) -> dict:
+    if name == "pareto_front":
+        # Optuna draws 2 or 3 objectives; with more, the first three.
+        chosen = {"target_names": metrics[:3]}
+        if len(metrics) > 3:
+            chosen["targets"] = lambda t: t.values[:3]
+        return chosen
+    return {**kwargs, "target": lambda t: t.values[0], "target_name": metrics[0]}
+
+
 def importance_evaluator():
     """optuna-dashboard's evaluator, with its defaults: PED-ANOVA over the complete trials, judged in the
     study's direction (the dashboard negates a maximized value and asks for low values: the same trials)."""
@@ -89,12 +109,12 @@ def importance_title() -> str:
     return f"hyperparameter importances ({type(importance_evaluator()).__name__}, as in optuna-dashboard)"
 
 
-def _write_importances(study, path: Path) -> None:
+def _write_importances(study, path: Path, target=None) -> None:
     from optuna.importance import get_param_importances
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        importances = get_param_importances(study, evaluator=importance_evaluator())
+        importances = get_param_importances(study, evaluator=importance_evaluator(), target=target)
     path.write_text(json.dumps({"evaluator": type(importance_evaluator()).__name__, "importances": importances}, indent=2))
 
 

@@ -40,9 +40,12 @@ class ProgressPrinter:
         counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         total = f"/{self.n_trials}" if self.n_trials else ""
         parts = [f"[{len(counted):>3}{total}] trial {trial.number:<3} {trial.state.name:<8} {self._detail(trial)}"]
-        best = best_trial(study)
-        if best is not None:
-            parts.append(f"best {best.value:.4f} (trial {best.number})")
+        if len(study.directions) > 1:
+            parts.append(f"Pareto front: {len(study.best_trials)} trial(s)")
+        else:
+            best = best_trial(study)
+            if best is not None:
+                parts.append(f"best {best.value:.4f} (trial {best.number})")
         eta = self._eta(counted)
         if eta:
             parts.append(eta)
@@ -51,8 +54,13 @@ class ProgressPrinter:
     def _detail(self, trial) -> str:
         from optuna.trial import TrialState
 
+        if trial.state == TrialState.COMPLETE and len(trial.values) > 1:
+            from trainlab.studies.trial import VALUES_ATTR
+
+            values = trial.user_attrs.get(VALUES_ATTR) or {}
+            return " ".join(f"{metric}={_number(value)}" for metric, value in values.items()) + _infeasible(trial)
         if trial.state == TrialState.COMPLETE:
-            return f"{self.metric}={trial.value:.4f}"
+            return f"{self.metric}={trial.value:.4f}" + _infeasible(trial)
         if trial.state == TrialState.PRUNED:
             last = max(trial.intermediate_values) if trial.intermediate_values else None
             value = f", {self.metric}={trial.intermediate_values[last]:.4f}" if last is not None else ""
@@ -83,3 +91,14 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _infeasible(trial) -> str:
+    """A trial that breaks a constraint never counts as best or joins the front: say so on its line."""
+    broken = [name for name, value in trial.constraints.items() if value > 0]
+    return f" (infeasible: {', '.join(broken)})" if broken else ""
+
+
+def _number(value: float) -> str:
+    """A count stays a whole number (``model/params=167210``, not ``1.672e+05``)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"

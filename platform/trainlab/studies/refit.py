@@ -84,17 +84,19 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
         mlflow.pytorch.log_model(model.cpu().eval(), name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
 
 
-def refit_config(study, spec: StudySpec, tracking_uri: str):
-    """The best trial's recorded config, set to train on train+val for the epochs the trial needed."""
+def refit_config(study, spec: StudySpec, tracking_uri: str, trial=None):
+    """The best trial's (or ``trial``'s) recorded config, set to train on train+val for the epochs the trial needed."""
     from trainlab.config import resolve_run_config
     from trainlab.config.experiment import get_dotted, set_dotted
     from trainlab.reproduce.recorded import recorded_config
     from trainlab.tracking.store import tracking_client
 
-    best = study.best_trial
-    document = recorded_config(tracking_client(tracking_uri), best.user_attrs[MLFLOW_RUN_ATTR])
-    steps = best.intermediate_values
-    best_epoch = best_by_direction(steps, spec.direction, key=steps.get) if steps else document["trainer"].get("max_epochs", 1) - 1
+    best = trial or study.best_trial
+    client = tracking_client(tracking_uri)
+    document = recorded_config(client, best.user_attrs[MLFLOW_RUN_ATTR])
+    # Multi-objective trials report no intermediate values (Optuna takes none): their run's curve says it.
+    steps = best.intermediate_values or _curve(client, best.user_attrs[MLFLOW_RUN_ATTR], spec.metric)
+    best_epoch = best_by_direction(sorted(steps), spec.direction, key=steps.get) if steps else document["trainer"].get("max_epochs", 1) - 1
     set_dotted(document, "trainer.max_epochs", int(best_epoch) + 1)
     set_dotted(document, "trainer.limit_val_batches", 0)
     set_dotted(document, "trainer.num_sanity_val_steps", 0)
@@ -115,10 +117,19 @@ def refit_config(study, spec: StudySpec, tracking_uri: str):
     return resolve_run_config(document)
 
 
-def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str):
-    """Returns the refit's ``RunResult``."""
+def _curve(client, run_id: str, metric: str) -> dict[int, float]:
+    return {m.step: m.value for m in client.get_metric_history(run_id, metric)}
+
+
+def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str, pick=None):
+    """Returns the refit's ``RunResult``. With a ``pick`` rule the trial is the Pareto trial it chooses
+    (:func:`trainlab.studies.pareto.choose`)."""
+    from trainlab.studies.pareto import choose, pareto_candidates
     from trainlab.training.launch import launch
 
-    best = study.best_trial
+    best = choose(pick, pareto_candidates(study, spec)).ref if pick is not None else study.best_trial
     tags = {"trainlab.kind": "refit", "trainlab.study": spec.name, "trainlab.refit_of": best.user_attrs[MLFLOW_RUN_ATTR], "trainlab.trial": str(best.number)}
-    return launch(refit_config(study, spec, tracking_uri), tracking_uri, parent_run_id=parent_run_id, tags=tags, role=RefitRole(tracking_uri))
+    if pick is not None:
+        print(f"refit: --pick {pick.text!r} chose trial {best.number}")
+        tags["trainlab.pick"] = pick.text
+    return launch(refit_config(study, spec, tracking_uri, best), tracking_uri, parent_run_id=parent_run_id, tags=tags, role=RefitRole(tracking_uri))

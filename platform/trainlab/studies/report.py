@@ -8,7 +8,10 @@ optuna-dashboard: the metric's name and, per trial, a note linking its MLflow ru
 every resume.
 
 The best trial is the complete trial with the best value; of trials tied on that value, the one with
-the lowest number (the earliest) wins.
+the lowest number (the earliest) wins. With constraints only feasible trials count. A study with several
+metrics has no best trial but a Pareto front (:mod:`trainlab.studies.pareto`): metric
+``study/pareto_trials``, tag ``trainlab.study.pareto_trials``, ``pareto.csv``, the front in the
+description and ``plots/pareto_front.{html,png}``; its trial runs are tagged ``trainlab.pareto=true``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from trainlab.studies.marks import link_trials_in_dashboard, mark_trial_runs
 from trainlab.studies.plots import write_study_plots
 from trainlab.studies.spec import StudySpec
 from trainlab.studies.stale import FAIL_REASON_ATTR
-from trainlab.studies.trial import MLFLOW_RUN_ATTR, TEST_METRICS_ATTR
+from trainlab.studies.trial import EPOCHS_ATTR, MLFLOW_RUN_ATTR, TEST_METRICS_ATTR
 
 
 @dataclass
@@ -44,6 +47,7 @@ class StudySummary:
     best_value: float | None = None
     best_run_id: str | None = None
     best_params: dict[str, Any] | None = None
+    pareto_numbers: list[int] | None = None  # several metrics: the Pareto trials' numbers
 
 
 def display_name(optuna_name: str) -> str:
@@ -64,7 +68,9 @@ def best_trial(study):
     """The complete trial with the best value; on a tie the lowest trial number wins. None before any completes."""
     from optuna.trial import TrialState
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    from trainlab.studies.pareto import is_feasible
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_feasible(t)]
     if not complete:
         return None
     sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
@@ -81,8 +87,13 @@ def summarize(study) -> StudySummary:
         pruned=count(TrialState.PRUNED),
         failed=count(TrialState.FAIL),
         running=count(TrialState.RUNNING),
-        epochs=sum(len(t.intermediate_values) for t in trials),
+        epochs=sum(len(t.intermediate_values) or t.user_attrs.get(EPOCHS_ATTR, 0) for t in trials),
     )
+    if len(study.directions) > 1:
+        from trainlab.studies.pareto import pareto_trials
+
+        summary.pareto_numbers = [t.number for t in pareto_trials(study)]
+        return summary
     best = best_trial(study)
     if best is not None:
         summary.best_number, summary.best_value = best.number, best.value
@@ -107,6 +118,9 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
         "study/epochs_trained": summary.epochs,
     }
     tags = {}
+    if summary.pareto_numbers is not None:
+        metrics["study/pareto_trials"] = len(summary.pareto_numbers)
+        tags["trainlab.study.pareto_trials"] = ",".join(map(str, summary.pareto_numbers))
     if summary.best_number is not None:
         metrics[f"best/{spec.metric}"] = summary.best_value
         tags = {
@@ -122,16 +136,18 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
         metrics=[Metric(key, float(value), now, step) for key, value in metrics.items()],
         tags=[RunTag(key, value) for key, value in tags.items()],
     )
-    mark_trial_runs(study, spec, client, tracking_uri, experiment_id, parent_run_id, summary.best_number)
-    name_metric(study, spec.metric)
+    mark_trial_runs(study, spec, client, tracking_uri, experiment_id, parent_run_id, summary.best_number, summary.pareto_numbers)
+    name_metric(study, spec.metrics)
     link_trials_in_dashboard(study, tracking_uri, experiment_id, parent_run_id)
     with tempfile.TemporaryDirectory(prefix="trainlab-study-") as tmp:
         folder = Path(tmp)
         _write_trials_csv(study, spec, folder / "trials.csv")
         if summary.best_run_id:
             _write_best_config(client, spec, summary, folder)
+        if summary.pareto_numbers is not None:
+            write_pareto_csv(study, spec, folder / "pareto.csv")
         if summary.complete + summary.pruned:
-            write_study_plots(study, spec.metric, folder / "plots")
+            write_study_plots(study, spec.metric, folder / "plots", metrics=spec.metrics)
         client.log_artifacts(parent_run_id, str(folder))
     return summary
 
@@ -139,7 +155,7 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
 def parent_description(study, spec: StudySpec, summary: StudySummary, tracking_uri: str, experiment_id: str) -> str:
     """The parent run's description (MLflow renders it as Markdown above the run's details)."""
     lines = [
-        f"Optuna study **{spec.name}**: {spec.direction} `{spec.metric}`; each trial is a nested run.",
+        f"Optuna study **{spec.name}**: {objectives_text(spec)}; each trial is a nested run.",
         "",
         f"Trials: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed.",
         "",
@@ -152,28 +168,77 @@ def parent_description(study, spec: StudySpec, summary: StudySummary, tracking_u
         )
         params = ", ".join(f"`{name}` = {value}" for name, value in summary.best_params.items())
         lines += ["", f"Best params: {params}", ""]
+    if summary.pareto_numbers is not None:
+        lines += [f"**Pareto front: {len(summary.pareto_numbers)} trial(s)** (`pareto.csv`, `plots/pareto_front.html`):", ""]
+        lines += pareto_markdown(study, spec, tracking_uri, experiment_id) + [""]
     lines.append(f"The study in optuna-dashboard: [{spec.name}]({dashboard_study_url(study)}) (served by `trainlab ui`).")
     return "\n".join(lines)
 
 
-def name_metric(study, metric: str) -> None:
-    """Name the objective after the study metric: optuna-dashboard and Optuna's plots show it instead of
+def objectives_text(spec: StudySpec) -> str:
+    """``maximize `val/acc`, minimize `model/params`; subject to model/params <= 50000``."""
+    text = ", ".join(f"{direction} `{metric}`" for metric, direction in zip(spec.metrics, spec.directions))
+    if spec.constraints:
+        text += "; subject to " + ", ".join(f"`{c.describe()}`" for c in spec.constraints)
+    return text
+
+
+def pareto_rows(study, spec: StudySpec) -> tuple[list[str], list[list[Any]]]:
+    """The Pareto trials as a table: number, every objective and constrained metric, params, run id."""
+    from trainlab.studies.pareto import pareto_trials, pick_metrics, trial_values_of
+
+    front = pareto_trials(study)
+    metrics = pick_metrics(spec)
+    params = sorted({display_name(name) for t in front for name in t.params})
+    header = ["number", *metrics, *params, "mlflow_run_id"]
+    rows = []
+    for t in front:
+        values = trial_values_of(t, spec)
+        rows.append([t.number, *(values.get(m, "") for m in metrics), *(display_params(t.params).get(p, "") for p in params), t.user_attrs.get(MLFLOW_RUN_ATTR, "")])
+    return header, rows
+
+
+def write_pareto_csv(study, spec: StudySpec, path: Path) -> None:
+    header, rows = pareto_rows(study, spec)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def pareto_markdown(study, spec: StudySpec, tracking_uri: str, experiment_id: str) -> list[str]:
+    header, rows = pareto_rows(study, spec)
+    metrics = header[1 : 1 + len(spec.metrics)]
+    lines = ["| trial | " + " | ".join(f"`{m}`" for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for row in rows:
+        link = f"[{row[0]}]({mlflow_run_url(tracking_uri, experiment_id, row[-1])})" if row[-1] else str(row[0])
+        lines.append(f"| {link} | " + " | ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row[1 : 1 + len(metrics)]) + " |")
+    return lines
+
+
+def name_metric(study, metric: str | list[str]) -> None:
+    """Name the objectives after the study metrics: optuna-dashboard and Optuna's plots show them instead of
     "Objective 0"."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
 
-    if study.metric_names != [metric]:
+    names = [metric] if isinstance(metric, str) else list(metric)
+    if study.metric_names != names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            study.set_metric_names([metric])
+            study.set_metric_names(names)
 
 
 def _write_trials_csv(study, spec: StudySpec, path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
     params = sorted({display_name(name) for t in trials for name in t.params})
     tests = sorted({name for t in trials for name in (t.user_attrs.get(TEST_METRICS_ATTR) or {})})
-    header = ["number", "state", spec.metric, "epochs", "duration_s", *params, *tests, "mlflow_run_id", "fail_reason"]
+    from trainlab.studies.pareto import pick_metrics, trial_values_of
+
+    several = spec.is_multi_objective or bool(spec.constraints)
+    value_columns = pick_metrics(spec) if several else [spec.metric]
+    header = ["number", "state", *value_columns, *(["feasible"] if spec.constraints else []), "epochs", "duration_s", *params, *tests, "mlflow_run_id", "fail_reason"]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -184,7 +249,11 @@ def _write_trials_csv(study, spec: StudySpec, path: Path) -> None:
                 [
                     t.number,
                     t.state.name,
-                    "" if t.value is None else t.value,
+                    *(
+                        (trial_values_of(t, spec).get(m, "") for m in value_columns) if several
+                        else ["" if t.value is None else t.value]
+                    ),
+                    *([_feasible_text(t)] if spec.constraints else []),
                     len(t.intermediate_values),
                     f"{duration:.1f}" if duration != "" else "",
                     *(display_params(t.params).get(name, "") for name in params),
@@ -211,3 +280,9 @@ def _write_best_config(client, spec: StudySpec, summary: StudySummary, folder: P
         f"# (run {summary.best_run_id}). Re-run it with: trainlab train best_config.yaml\n"
     )
     (folder / "best_config.yaml").write_text(header + yaml.safe_dump(document, sort_keys=False))
+
+
+def _feasible_text(trial) -> str:
+    from trainlab.studies.pareto import is_feasible
+
+    return "" if not trial.constraints else str(is_feasible(trial)).lower()

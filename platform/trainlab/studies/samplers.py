@@ -18,6 +18,8 @@ SAMPLERS = {
     "gp": "GPSampler",
     "grid": "GridSampler",
     "qmc": "QMCSampler",
+    "nsga2": "NSGAIISampler",  # multi-objective genetic samplers; they use study.constraints too
+    "nsga3": "NSGAIIISampler",
 }
 # Parallel workers would otherwise all propose the same point while the first trials are still running.
 _DEFAULT_OPTIONS = {"tpe": {"constant_liar": True}}

@@ -9,11 +9,12 @@ from typing import Any
 from trainlab.config.experiment import Experiment, get_dotted
 from trainlab.errors import ConfigError
 from trainlab.studies.devices import check_trial_launchable
+from trainlab.studies.objectives import Constraint, Objective, check_sampler_and_pruner, parse_constraints, parse_objectives
 from trainlab.studies.pruners import PRUNERS, build_pruner
 from trainlab.studies.samplers import SAMPLERS, build_sampler
 from trainlab.studies.search_space import SearchSpace, apply_params, parse_search_space
 
-STUDY_KEYS = ("name", "metric", "direction", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
+STUDY_KEYS = ("name", "metric", "direction", "metrics", "constraints", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
 DEFAULT_SAMPLER = "tpe"
 DEFAULT_PRUNER = "median"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -32,6 +33,9 @@ class StudySpec:
           n_trials: 20               # and/or timeout: 10m
           sampler: {type: tpe, seed: 42}
           pruner: {type: median, n_startup_trials: 5, n_warmup_steps: 2}
+          # or several objectives, with constraints (trainlab.studies.objectives):
+          # metrics: {val/acc: maximize, model/params: minimize}
+          # constraints: {model/params: "<= 50000"}
         search_space:
           model.init_args.dropout: {low: 0.0, high: 0.5}
     """
@@ -47,6 +51,28 @@ class StudySpec:
     space: SearchSpace
     experiment_name: str = "trainlab"
     max_epochs: int | None = None
+    objectives: tuple[Objective, ...] = ()  # every objective in order; the first is metric/direction
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def metrics(self) -> list[str]:
+        return [objective.metric for objective in self.objectives] or [self.metric]
+
+    @property
+    def directions(self) -> list[str]:
+        return [objective.direction for objective in self.objectives] or [self.direction]
+
+    @property
+    def measures(self) -> list[str]:
+        """The model measures (``model/params``, ``model/latency_ms``) its objectives and constraints need."""
+        from trainlab.training.measurements import MEASURES
+
+        named = self.metrics + [constraint.metric for constraint in self.constraints]
+        return [measure for measure in MEASURES if measure in named]
 
 
 def load_study_spec(
@@ -75,7 +101,13 @@ def load_study_spec(
 
     base = resolve_run_config(experiment.run)
     check_trial_launchable(base.document["trainer"])
-    metric, direction = _metric_and_direction(section, base.document)
+    objectives = parse_objectives(section)
+    constraints = parse_constraints(section.get("constraints"))
+    if objectives:
+        metric, direction = _metric_and_direction({"metric": objectives[0].metric, "direction": objectives[0].direction}, base.document)
+    else:
+        metric, direction = _metric_and_direction(section, base.document)
+        objectives = (Objective(metric, direction),)
     budget_trials = _trial_count(n_trials if n_trials is not None else section.get("n_trials"), "--n-trials" if n_trials is not None else "study.n_trials")
     budget_time = _duration(timeout if timeout is not None else section.get("timeout"), "--timeout" if timeout is not None else "study.timeout")
     if budget_trials is None and budget_time is None:
@@ -88,18 +120,25 @@ def load_study_spec(
         raise ConfigError("study.name", study_name, "a non-empty name")
 
     space = parse_search_space(experiment.search_space)
+    # Optuna cannot prune several objectives: their default pruner is none, any other is refused.
+    default_pruner = "none" if len(objectives) > 1 else DEFAULT_PRUNER
+    sampler = _component(section.get("sampler", DEFAULT_SAMPLER), "study.sampler", SAMPLERS)
+    pruner = _component(section.get("pruner", default_pruner), "study.pruner", PRUNERS)
+    check_sampler_and_pruner(objectives, constraints, sampler["type"], pruner["type"])
     spec = StudySpec(
         name=study_name,
         metric=metric,
         direction=direction,
         n_trials=budget_trials,
         timeout=budget_time,
-        sampler=_component(section.get("sampler", DEFAULT_SAMPLER), "study.sampler", SAMPLERS),
-        pruner=_component(section.get("pruner", DEFAULT_PRUNER), "study.pruner", PRUNERS),
+        sampler=sampler,
+        pruner=pruner,
         retry_failed=retry,
         space=space,
         experiment_name=base.tracking["experiment"],
         max_epochs=base.document["trainer"].get("max_epochs"),
+        objectives=objectives,
+        constraints=constraints,
     )
     build_sampler(spec.sampler, space)
     build_pruner(spec.pruner, spec.max_epochs)

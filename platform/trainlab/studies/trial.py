@@ -28,6 +28,8 @@ from trainlab.training.launch import Role
 
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 TEST_METRICS_ATTR = "trainlab.test_metrics"
+VALUES_ATTR = "trainlab.values"  # every metric the objectives and constraints name, of the kept model
+EPOCHS_ATTR = "trainlab.epochs"
 
 
 @dataclass
@@ -51,7 +53,7 @@ class TrialOutcome:
     """
 
     state: str
-    value: float | None = None
+    value: float | list[float] | None = None  # a list for several objectives
     reason: str | None = None
     fatal: dict[str, Any] | None = None
 
@@ -68,14 +70,18 @@ class TrialPruning(Callback):
     optuna_integration's PyTorchLightningPruningCallback reports NaN as a value and needs RDBStorage under
     DDP; here rank 0 reports and broadcasts the decision, so any storage works.
 
+    With ``report=False`` (a multi-objective study: Optuna neither takes intermediate values nor prunes
+    there) it only fails diverged trials.
+
     Example::
 
         trainer = L.Trainer(callbacks=[TrialPruning(trial, "val/acc")])
     """
 
-    def __init__(self, trial, monitor: str) -> None:
+    def __init__(self, trial, monitor: str, report: bool = True) -> None:
         self.trial = trial
         self.monitor = monitor
+        self.report = report
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         _fail_if_not_finite(trainer)
@@ -91,7 +97,7 @@ class TrialPruning(Callback):
             raise FloatingPointError(f"{self.monitor} became {float(value)} at epoch {trainer.current_epoch}")
         epoch = trainer.current_epoch
         prune = False
-        if trainer.is_global_zero and self.trial is not None:
+        if trainer.is_global_zero and self.trial is not None and self.report:
             self.trial.report(float(value), step=epoch)
             prune = self.trial.should_prune()
         if trainer.strategy.broadcast(prune):
@@ -110,10 +116,11 @@ class TrialRole(Role):
 
     log_name = "trial_process.log"
 
-    def __init__(self, trial, context: TrialContext | None = None, *, metric: str | None = None) -> None:
+    def __init__(self, trial, context: TrialContext | None = None, *, metric: str | None = None, report: bool | None = None) -> None:
         self.trial = trial
         self.context = context
         self.metric = metric or context.spec.metric
+        self.report = report if report is not None else not context.spec.is_multi_objective
 
     def to_launch(self) -> dict[str, Any]:
         context = self.context
@@ -125,6 +132,7 @@ class TrialRole(Role):
             "study_name": spec.name,
             "trial_number": self.trial.number,
             "metric": spec.metric,
+            "report": self.report,
             "pruner": spec.pruner,
             "max_epochs": spec.max_epochs,
         }
@@ -135,10 +143,10 @@ class TrialRole(Role):
         from trainlab.training.processes import is_rank_zero
 
         quiet_for_studies()  # a trial's process group is as quiet as its worker
-        return cls(_attach(fields) if is_rank_zero() else None, metric=fields["metric"])
+        return cls(_attach(fields) if is_rank_zero() else None, metric=fields["metric"], report=fields.get("report", True))
 
     def callbacks(self) -> list[Any]:
-        return [TrialPruning(self.trial, self.metric)]
+        return [TrialPruning(self.trial, self.metric, self.report)]
 
     def on_run_created(self, run_id: str) -> None:
         self.trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)
@@ -186,6 +194,8 @@ def trial_config(trial, context: TrialContext):
     set_dotted(run, "tracking.run_name", f"{spec.name}-trial-{trial.number}")
     # The study's objective is the trial's monitor: checkpoint, pruning and plots follow it (contract.monitored_metric).
     run["monitor"] = {"metric": spec.metric, "mode": "max" if spec.direction == "maximize" else "min"}
+    if spec.measures:  # model/params, model/latency_ms, measured when fit ends (training/measurements.py)
+        run["measure"] = spec.measures
     # Trials never touch the test set (selecting on it would leak it; the refit is tested) and draw no
     # pictures while they train: the study draws them at its end for the trials that completed.
     run["test"] = False
@@ -194,8 +204,9 @@ def trial_config(trial, context: TrialContext):
     return resolve_run_config(run)
 
 
-def run_trial(trial, context: TrialContext, config=None) -> float:
-    """Train one trial through ``launch`` and return its objective: the best epoch value of the metric.
+def run_trial(trial, context: TrialContext, config=None) -> float | list[float]:
+    """Train one trial through ``launch`` and return its objective: the best epoch value of the metric
+    (with several metrics, their values for the kept model: :func:`trial_values`).
 
     Raises ``optuna.TrialPruned`` when pruned, ``RunEnded`` when the run failed (its reason recorded in
     MLflow), ``ConfigError`` when the sampled values make an invalid config.
@@ -207,7 +218,32 @@ def run_trial(trial, context: TrialContext, config=None) -> float:
     tags = {"trainlab.kind": "trial", "trainlab.study": spec.name, "trainlab.trial": str(trial.number)}
     result = launch(config, context.tracking_uri, parent_run_id=context.parent_run_id, tags=tags, role=TrialRole(trial, context))
     trial.set_user_attr(TEST_METRICS_ATTR, {k: v for k, v in result.metrics.items() if k.startswith("test/")})
+    if not spec.is_multi_objective and not spec.constraints:
+        return objective_value(result.history, spec)
+    values = trial_values(result.history, spec)
+    trial.set_user_attr(VALUES_ATTR, values)
+    trial.set_user_attr(EPOCHS_ATTR, len(result.history.get(spec.metric, [])))  # no intermediate values to count
+    for constraint in spec.constraints:  # Optuna's samplers and best_trials read these (<= 0: feasible)
+        trial.set_constraint(constraint.metric, constraint.violation(values[constraint.metric]))
+    if spec.is_multi_objective:
+        return [values[metric] for metric in spec.metrics]
     return objective_value(result.history, spec)
+
+
+def trial_values(history: dict[str, list[tuple[int, float]]], spec: StudySpec) -> dict[str, float]:
+    """Every metric the study's objectives and constraints name, for the model the trial keeps."""
+    from trainlab.studies.objectives import measured_values
+
+    try:
+        values = measured_values(history, spec.objectives, spec.constraints)
+    except KeyError as missing:
+        metric = missing.args[0]
+        key = "study.metrics" if metric in spec.metrics else "study.constraints"
+        raise _metric_not_logged(metric, history, key) from None
+    for metric, value in values.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{metric} is {value}")
+    return values
 
 
 def objective_value(history: dict[str, list[tuple[int, float]]], spec: StudySpec) -> float:
@@ -293,7 +329,7 @@ def _fail_if_not_finite(trainer) -> None:
             raise FloatingPointError(f"{name} became {float(value)} at epoch {trainer.current_epoch}")
 
 
-def _metric_not_logged(metric: str, logged: Any) -> MetricNotLogged:
+def _metric_not_logged(metric: str, logged: Any, key: str = "study.metric") -> MetricNotLogged:
     # LearningRateMonitor (lr-*), the optimiser and diagnostics curves are trainlab's own, not the model's metrics.
     names = ", ".join(sorted(name for name in logged if not name.startswith(("lr-", "optim/", "gradients/", "best/")))[:12]) or "none"
-    return MetricNotLogged("study.metric", metric, f"a metric the model logs each epoch (logged: {names})")
+    return MetricNotLogged(key, metric, f"a metric the model logs each epoch (logged: {names})")

@@ -67,6 +67,10 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
 
     arguments = build.trainer_arguments(config)
     callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model) + extra_callbacks
+    if config.section("measure"):
+        from trainlab.training.measurements import ModelMeasurements
+
+        callbacks.append(ModelMeasurements(config.section("measure")))
     checkpoint = None
     if arguments.get("enable_checkpointing") is not False:  # None (a LightningCLI dump): Lightning's default, on
         checkpoint = next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint)), None)
