@@ -57,6 +57,8 @@ class InMemoryDataModule(L.LightningDataModule):
         self.normalize = normalize
         self.balanced = balanced
         self.splits: dict[str, Split] | None = None
+        self._train_loader: TensorBatchLoader | None = None
+        self._train_epochs_drawn = 0  # from a checkpoint: how many shuffles the training loader had drawn
 
     # -- what subclasses provide -------------------------------------------------------------------
     def load_splits(self) -> dict[str, Split]:
@@ -76,7 +78,17 @@ class InMemoryDataModule(L.LightningDataModule):
             self._move_to(self.trainer.strategy.root_device)
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", self.batch_size, shuffle=self.shuffle)
+        self._train_loader = self._loader("train", self.batch_size, shuffle=self.shuffle)
+        self._train_loader.epoch = self._train_epochs_drawn
+        return self._train_loader
+
+    # Lightning keeps a datamodule's state in its checkpoints: a resumed run shuffles its next epoch as the
+    # uninterrupted run did (the loader draws each epoch's order from seed + epochs drawn).
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_epochs_drawn": self._train_loader.epoch if self._train_loader else self._train_epochs_drawn}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_epochs_drawn = int(state_dict.get("train_epochs_drawn", 0))
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)

@@ -14,8 +14,12 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from trainlab.cli import add_tracking_uri
 
-    parser.add_argument("file", help="experiment file (YAML); a logged config.yaml works too")
+    parser.add_argument("file", nargs="?", help="experiment file (YAML); a logged config.yaml works too")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=3")
+    parser.add_argument(
+        "--resume", metavar="RUN_ID",
+        help="continue an unfinished run (killed, failed, preempted) from its last checkpoint, in the same MLflow run; no FILE",
+    )
     add_tracking_uri(parser)
 
 
@@ -23,19 +27,25 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.config import load_experiment, resolve_run_config
     from trainlab.config.import_paths import make_importable
     from trainlab.tracking.store import check_tracking_store, resolve_tracking_uri
+    from trainlab.errors import ConfigError
     from trainlab.training import RunEnded, launch
 
-    make_importable(Path(args.file).parent)  # the experiment file's own folder, as the working directory
-    experiment = load_experiment(args.file, args.overrides)
-    for note in experiment.notes:
-        print(f"note: {note}", file=sys.stderr)
-    config = resolve_run_config(experiment.run)
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_store(uri, create=True)
+    if args.resume:
+        config, resume = _resumed(args, uri)
+    else:
+        if not args.file:
+            raise ConfigError("FILE", expected="an experiment file (YAML), or --resume RUN_ID")
+        make_importable(Path(args.file).parent)  # the experiment file's own folder, as the working directory
+        experiment = load_experiment(args.file, args.overrides)
+        for note in experiment.notes:
+            print(f"note: {note}", file=sys.stderr)
+        config, resume = resolve_run_config(experiment.run), None
+        check_tracking_store(uri, create=True)
     try:
         # One process: trains here. Several: a process group of its own, so that Lightning re-executes the
         # group's member, not this command. Under torchrun every rank trains here.
-        result = launch(config, uri)
+        result = launch(config, uri, resume=resume)
     except RunEnded as ended:
         who = f"run {ended.result.run_id}" if ended.result.run_id else "a non-zero rank of the run"
         print(f"trainlab: {who} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
@@ -51,3 +61,24 @@ def run(args: argparse.Namespace) -> int:
     browse = uri if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {uri}"
     print(f"tracking: {uri}  (browse: {browse})")
     return 0
+    if resume:
+        print(f"resumed from epoch {resume.epoch} (tag trainlab.resumed)")
+    return 0
+
+
+def _resumed(args: argparse.Namespace, uri: str):
+    """The recorded config of the run to resume and where to resume it from; bad input before anything changes."""
+    from trainlab.config import resolve_run_config
+    from trainlab.errors import ConfigError
+    from trainlab.reproduce.recorded import recorded_config
+    from trainlab.tracking.store import check_tracking_store, tracking_client
+    from trainlab.training.resume import resume_point
+
+    extra = [args.file] if args.file else []
+    if extra + list(args.overrides):
+        raise ConfigError("--resume", args.resume, "no FILE or overrides: a resumed run trains the config it recorded")
+    check_tracking_store(uri, create=False)
+    resume = resume_point(uri, args.resume)
+    config = resolve_run_config(recorded_config(tracking_client(uri), args.resume))
+    print(f"resuming run {args.resume} at epoch {resume.epoch} from {resume.checkpoint}", file=sys.stderr)
+    return config, resume

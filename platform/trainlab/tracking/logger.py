@@ -45,6 +45,17 @@ class EpochMLFlowLogger(MLFlowLogger):
         self._last_write = time.monotonic()
         self._epoch_of: Callable[[], int] | None = None
         self._in_flight: list[Any] = []  # MLflow RunOperations of asynchronous writes not yet waited for
+        self._written_through: dict[str, int] = {}  # a resumed run: the last step already in the store, by name
+
+    def continue_history(self) -> None:
+        """A resumed run: read what the run already holds, so that curves and plots cover every epoch and an
+        epoch trained again after the last checkpoint is not written twice (its values are the same)."""
+        from trainlab.reproduce.recorded import metric_histories
+
+        client = self.experiment
+        for name, points in metric_histories(client, client.get_run(self.run_id)).items():
+            self.history[name] = list(points)
+            self._written_through[name] = max(step for step, _ in points)
 
     def follow_epochs_of(self, epoch_of: Callable[[], int]) -> None:
         """Take the step from the trainer's epoch, also for metrics logged without one (LearningRateMonitor)."""
@@ -85,6 +96,8 @@ class EpochMLFlowLogger(MLFlowLogger):
             operation.wait()
 
     def _send(self, synchronous: bool) -> None:
+        if self._written_through:
+            self._pending = {(step, name): value for (step, name), value in self._pending.items() if step > self._written_through.get(name, -1)}
         if not self._pending:
             return
         from mlflow.entities import Metric

@@ -66,6 +66,16 @@ class RunRecord:
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         return cls(client, run.info.run_id, experiment, tracking_uri)
 
+    @classmethod
+    def reopen(cls, tracking_uri: str, run_id: str) -> "RunRecord":
+        """An existing run, back to RUNNING: a resumed run continues where it was."""
+        from trainlab.tracking.store import tracking_client
+
+        client = tracking_client(tracking_uri)
+        run = client.get_run(run_id)
+        client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri)
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 

@@ -17,7 +17,9 @@ from trainlab.tracking.store import resolve_tracking_uri
 from trainlab.training.prepare import prepare_run
 from trainlab.training.processes import is_rank_zero
 from trainlab.training.quiet import quiet_lightning
-from trainlab.training.record import attach_logger, create_record, record_inputs, record_outputs, save_what_we_can
+from trainlab.tracking.run_record import RunRecord
+from trainlab.training.record import attach_logger, create_record, keep_checkpoints_with_the_run, record_inputs, record_outputs, save_what_we_can
+from trainlab.training.resume import RESUMED_TAG, ResumeFrom, remove_checkpoints
 
 
 @dataclass
@@ -48,6 +50,7 @@ def fit_run(
     tags: Mapping[str, str] | None = None,
     callbacks: Sequence[Any] = (),
     on_run_created=None,
+    resume: ResumeFrom | None = None,
 ) -> RunResult:
     """Build model, data and trainer from ``config``; fit; test the best checkpoint; record it all in MLflow.
 
@@ -56,7 +59,8 @@ def fit_run(
     exception that ended it is re-raised. Bad input raises :class:`ConfigError` before any run exists.
 
     ``callbacks`` are added to the trainer (a study adds its pruning callback); ``on_run_created(run_id)``
-    lets a caller learn the run id as soon as it exists (a study records it on the trial).
+    lets a caller learn the run id as soon as it exists (a study records it on the trial). ``resume``
+    continues an unfinished run from its checkpoint, in the same MLflow run (see :mod:`trainlab.training.resume`).
     """
     quiet_lightning()
     uri = resolve_tracking_uri(tracking_uri)
@@ -67,18 +71,29 @@ def fit_run(
         prepared = prepare_run(config, callbacks=callbacks, checkpoint_dir=workdir.name if workdir else None)
         trainer, model, datamodule, checkpoint = prepared.trainer, prepared.model, prepared.datamodule, prepared.checkpoint
         try:
-            record = create_record(prepared.config, uri, parent_run_id, tags) if records else None
+            if not records:
+                record = None
+            elif resume:
+                record = RunRecord.reopen(uri, resume.run_id)
+            else:
+                record = create_record(prepared.config, uri, parent_run_id, tags)
         except Exception as exc:  # nothing was recorded yet: an unreachable or unusable store is bad input
             raise ConfigError("--tracking-uri", uri, "a reachable MLflow tracking store", hint=str(exc).splitlines()[0][:300]) from None
         if record and on_run_created:
             on_run_created(record.run_id)
         logger = None
+        checkpoints = None
         try:
             if record:
+                checkpoints = keep_checkpoints_with_the_run(record, prepared, workdir.name)
                 logger = attach_logger(trainer, record)
-                record_inputs(record, prepared)
-            # 2. fit
-            trainer.fit(model, datamodule=datamodule)
+                if resume:
+                    logger.continue_history()
+                    record.set_tags({RESUMED_TAG: f"{resume.times} times, last from epoch {resume.epoch}"})
+                else:
+                    record_inputs(record, prepared)
+            # 2. fit. weights_only=False for a resume: see trainlab.training.resume.resume_point.
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None, weights_only=False if resume else None)
             # 3. test the kept checkpoint. weights_only=False: the checkpoint is this run's own temp file, and
             # jsonargparse-typed hparams (PositiveInt, ...) are not on torch's safe list.
             test_results = []
@@ -93,6 +108,7 @@ def fit_run(
                 logger.flush()
                 record_outputs(record, logger, prepared, metrics)
                 record.end("FINISHED")
+                remove_checkpoints(checkpoints)  # its best weights are an artifact now
             _leave_process_group_together(trainer)
             history = dict(logger.history) if logger else {}
             return RunResult(record.run_id if record else None, "FINISHED", metrics, history, test_skipped=prepared.test_skipped)

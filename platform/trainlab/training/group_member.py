@@ -25,12 +25,14 @@ def run_launched(launch: dict[str, Any]) -> None:
     from trainlab.training.fit_run import fit_run, is_pruned
     from trainlab.training.launch import train_here, write_report
     from trainlab.training.processes import end_group_after_failure, is_rank_zero
+    from trainlab.training.resume import ResumeFrom
 
     config = RunConfig(yaml.safe_load(launch["config"]))  # resolved by the launcher, its seed included
     role = import_class(launch["role"]["class"]).from_launch(launch["role"]["fields"])
+    resume = ResumeFrom(**launch["resume"]) if launch.get("resume") else None
     if not is_rank_zero():
         try:
-            fit_run(config, launch["tracking_uri"], callbacks=role.callbacks())
+            fit_run(config, launch["tracking_uri"], callbacks=role.callbacks(), resume=resume)
         except Exception as exc:  # RunEnded included: this rank may have failed alone
             if not is_pruned(exc):  # a pruning decision is rank 0's, broadcast to all: rank 0 reports it
                 traceback.print_exc()
@@ -41,7 +43,7 @@ def run_launched(launch: dict[str, Any]) -> None:
         Path(launch["run_id_path"]).write_text(run_id)
 
     try:
-        result = train_here(config, launch["tracking_uri"], launch["parent_run_id"], launch["tags"], role.callbacks(), role, keep_run_id)
+        result = train_here(config, launch["tracking_uri"], launch["parent_run_id"], launch["tags"], role.callbacks(), role, keep_run_id, resume)
     except Exception as exc:  # RunEnded, a pruned trial, bad input: the launcher raises the same
         print(f"rank 0: {type(exc).__name__}: {exc}", flush=True)
         write_report(launch["result_path"], raised=exc)

@@ -34,6 +34,7 @@ from typing import Any
 
 from trainlab.config import RunConfig
 from trainlab.training.fit_run import RunEnded, RunResult, fit_run
+from trainlab.training.resume import ResumeFrom
 
 GROUP_MEMBER_MODULE = "trainlab.training.group_member"
 
@@ -75,6 +76,7 @@ def launch(
     callbacks: Sequence[Any] = (),
     on_run_created: Callable[[str], Any] | None = None,
     role: Role | None = None,
+    resume: ResumeFrom | None = None,
 ) -> RunResult:
     """Train ``config`` into a tracked run, here or as a process group; see the module docstring.
 
@@ -82,6 +84,7 @@ def launch(
     ``KeyboardInterrupt``, a pruned trial's ``TrialPruned``), from a process group too. ``callbacks`` are
     live objects and cannot enter a process group: a caller that needs them there gives a ``role``.
     ``on_run_created(run_id)`` is called as soon as the run exists here, after the group ends otherwise.
+    ``resume`` continues an unfinished run from its checkpoint (``trainlab train --resume``).
     """
     from trainlab.tracking.store import resolve_tracking_uri
     from trainlab.training.processes import processes_for, started_as_rank
@@ -89,13 +92,13 @@ def launch(
     uri = resolve_tracking_uri(tracking_uri)
     role = role or Role()
     if started_as_rank() or processes_for(config.section("trainer")) == 1:
-        return train_here(config, uri, parent_run_id, tags, [*callbacks, *role.callbacks()], role, on_run_created)
+        return train_here(config, uri, parent_run_id, tags, [*callbacks, *role.callbacks()], role, on_run_created, resume)
     if callbacks:
         raise ValueError("callbacks cannot cross into a process group; give launch() a Role that builds them")
-    return _train_as_group(config, uri, parent_run_id, tags, role, on_run_created)
+    return _train_as_group(config, uri, parent_run_id, tags, role, on_run_created, resume)
 
 
-def train_here(config: RunConfig, uri: str, parent_run_id, tags, callbacks: list, role: Role, on_run_created=None) -> RunResult:
+def train_here(config: RunConfig, uri: str, parent_run_id, tags, callbacks: list, role: Role, on_run_created=None, resume: ResumeFrom | None = None) -> RunResult:
     """fit_run in this process, with the role's hooks; also what rank 0 of a process group runs."""
 
     def created(run_id: str) -> None:
@@ -103,13 +106,13 @@ def train_here(config: RunConfig, uri: str, parent_run_id, tags, callbacks: list
         if on_run_created:
             on_run_created(run_id)
 
-    result = fit_run(config, uri, parent_run_id=parent_run_id, tags=tags, callbacks=callbacks, on_run_created=created)
+    result = fit_run(config, uri, parent_run_id=parent_run_id, tags=tags, callbacks=callbacks, on_run_created=created, resume=resume)
     if result.run_id is not None:  # rank 0
         role.after_run(result)
     return result
 
 
-def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role, on_run_created) -> RunResult:
+def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role, on_run_created, resume: ResumeFrom | None) -> RunResult:
     import torch
 
     from trainlab.tracking.end_run import end_mlflow_run
@@ -128,6 +131,7 @@ def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role
             "result_path": str(result_path),
             "run_id_path": str(run_id_path),
             "threads": threads,
+            "resume": asdict(resume) if resume else None,
         }
         code, log_path = run_as_group(GROUP_MEMBER_MODULE, launch_file, Path(folder), role.log_name)
         run_id = run_id_path.read_text() if run_id_path.exists() else None

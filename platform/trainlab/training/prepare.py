@@ -64,6 +64,7 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from trainlab.diagnostics import diagnostic_callbacks
+    from trainlab.training.resume import ResumeCheckpoint
 
     arguments = build.trainer_arguments(config)
     callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model) + extra_callbacks
@@ -86,6 +87,8 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
                 enable_version_counter=False,
             )
             callbacks.append(checkpoint)
+        # After the best-weights checkpoint: Lightning's "best" and trainer.checkpoint_callback mean the first.
+        callbacks.append(ResumeCheckpoint())
     if checkpoint_dir is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch", log_momentum=True))
     try:

@@ -41,6 +41,23 @@ def attach_logger(trainer, record: RunRecord):
     return logger
 
 
+def keep_checkpoints_with_the_run(record: RunRecord, prepared: PreparedRun, temporary_folder: str) -> Path | None:
+    """Point the run's own checkpoints (best weights and the resume checkpoint) at the run's checkpoint folder,
+    which outlives the process, and record where it is (tag ``trainlab.checkpoints``). A checkpoint the user
+    configured with a folder of its own stays there."""
+    from trainlab.training.resume import CHECKPOINTS_TAG, ResumeCheckpoint, run_checkpoint_folder
+
+    folder = run_checkpoint_folder(record.tracking_uri, record.run_id)
+    ours = [cb for cb in prepared.trainer.callbacks if isinstance(cb, ResumeCheckpoint) or (cb is prepared.checkpoint and cb.dirpath == os.path.realpath(temporary_folder))]
+    if not any(isinstance(cb, ResumeCheckpoint) for cb in ours):
+        return None  # checkpointing is off
+    folder.mkdir(parents=True, exist_ok=True)
+    for callback in ours:
+        callback.dirpath = str(folder)
+    record.set_tags({CHECKPOINTS_TAG: str(folder)})
+    return folder
+
+
 def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
