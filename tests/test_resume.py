@@ -1,0 +1,116 @@
+"""Resume: a `trainlab train` killed with kill -9 continues with `--resume RUN_ID` and ends bit-identical to the
+same run never interrupted (CPU, fixed seed): every metric at every epoch, the kept weights, the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# Dropout (draws from the global RNG), a step scheduler (state outside the weights) and shuffled batches.
+EXPERIMENT = """\
+seed_everything: 7
+model:
+  class_path: MLPClassifier
+  init_args: {hidden_sizes: [64], dropout: 0.3}
+data:
+  class_path: Digits
+  init_args: {batch_size: 64}
+optimizer:
+  class_path: torch.optim.SGD
+  init_args: {lr: 0.05, momentum: 0.9}
+lr_scheduler:
+  class_path: torch.optim.lr_scheduler.StepLR
+  init_args: {step_size: 3, gamma: 0.5}
+trainer: {max_epochs: 30, enable_progress_bar: false}
+tracking: {experiment: resume}
+"""
+
+
+def _trainlab(folder: Path, *args: str, wait: bool = True):
+    env = {**os.environ, "TRAINLAB_CHECKPOINT_EVERY_S": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "trainlab", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _kill_after_a_checkpoint(folder: Path) -> str:
+    """Start the run, wait until it has written a resume checkpoint and trained on a little, kill -9 it."""
+    process = _trainlab(folder, "train", "exp.yaml", wait=False)
+    deadline = time.monotonic() + 300
+    while not list(folder.glob("checkpoints/*/resume.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(0.4)
+    assert process.poll() is None, "the run ended before it could be killed: make it longer"
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    return next(folder.glob("checkpoints/*/resume.ckpt")).parent.name
+
+
+def _best_weights(client, run_id: str):
+    import torch
+
+    path = client.download_artifacts(run_id, "checkpoints/best.pt", tempfile.mkdtemp())
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical(tmp_path):
+    import torch
+    from mlflow import MlflowClient
+
+    from trainlab.reproduce.recorded import metric_histories
+
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    whole = _trainlab(tmp_path, "train", "exp.yaml")
+    assert whole.returncode == 0, whole.stderr
+
+    run_id = _kill_after_a_checkpoint(tmp_path)
+    resumed = _trainlab(tmp_path, "train", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run {run_id} FINISHED" in resumed.stdout
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("resume").experiment_id
+    runs = client.search_runs([experiment], order_by=["start_time ASC"])
+    assert [run.info.run_id for run in runs][1] == run_id and len(runs) == 2, "the resume continued the killed run, no new run"
+    uninterrupted, continued = runs
+    assert continued.info.status == "FINISHED"
+    assert continued.data.tags["trainlab.resumed"].startswith("1 times, last from epoch ")
+
+    expected, got = metric_histories(client, uninterrupted), metric_histories(client, continued)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == expected[name], name  # every epoch, bit for bit
+        steps = [m.step for m in client.get_metric_history(run_id, name)]
+        assert len(steps) == len(set(steps)), f"{name}: an epoch was written twice"
+    first, second = _best_weights(client, uninterrupted.info.run_id), _best_weights(client, run_id)
+    assert first["epoch"] == second["epoch"]
+    assert all(torch.equal(first["state_dict"][key], second["state_dict"][key]) for key in first["state_dict"])
+    assert not (tmp_path / "checkpoints" / run_id).exists(), "a finished run's checkpoint folder is removed"
+
+
+def test_resume_refuses_an_unknown_run_and_a_finished_one_in_one_line(tmp_path):
+    from mlflow import MlflowClient
+
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT.replace("max_epochs: 30", "max_epochs: 2"))
+    assert _trainlab(tmp_path, "train", "exp.yaml").returncode == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    finished = client.search_runs([client.get_experiment_by_name("resume").experiment_id])[0].info.run_id
+
+    for run_id, expected in [("0123456789abcdef", "the id of a run"), (finished, "did not finish")]:
+        result = _trainlab(tmp_path, "train", "--resume", run_id)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "--resume" in lines[0] and run_id in lines[0] and expected in lines[0], lines
+    assert len(client.search_runs([client.get_experiment_by_name("resume").experiment_id])) == 1
