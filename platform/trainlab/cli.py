@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainlab: error: {exc}".replace("trainlab: error: trainlab", "trainlab"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from trainlab.training.processes import terminated
+
+        if terminated():  # SLURM, Kubernetes, kill: one line, the run in progress already ended KILLED
+            print("trainlab: terminated by SIGTERM; the run in progress ended KILLED", file=sys.stderr)
+            return 143
         print("trainlab: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one error path for every command: one line, the traceback only with --debug

@@ -142,11 +142,18 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     status, reason, code = "FINISHED", None, 0
     try:
         codes = run_workers(settings, args.jobs, plan.gpu_slots)
-        if any(codes):
-            code = 2 if 2 in codes else 1
+        # A worker killed by a signal (kill -9, the OOM killer) lost its trial, which the others reaped and
+        # replaced; the study fails only for workers that ended with an error of their own.
+        for killed in (c for c in codes if c < 0):
+            print(f"trainlab: study {spec.name}: a worker was killed by signal {-killed}; its trial was failed and replaced", file=sys.stderr)
+        errors = [c for c in codes if c > 0]
+        if errors:
+            code = 2 if 2 in errors else 1
             status, reason = "FAILED", f"worker exit codes {codes}"
     except KeyboardInterrupt:
-        status, reason = "KILLED", "interrupted (Ctrl-C or SIGTERM)"
+        from trainlab.training.processes import interrupt_reason
+
+        status, reason = "KILLED", interrupt_reason()
         raise
     except BaseException as exc:
         status, reason = "FAILED", exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
@@ -163,7 +170,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
             end_parent_run(uri, parent_run_id, status, reason)
     print(
         f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
-        f" ({summary.epochs} epochs trained)"
+        f" ({summary.epochs} epochs trained)" + (f"; {summary.lost} lost to dead workers" if summary.lost else "")
     )
     if summary.best_number is None:
         print("no trial completed", file=sys.stderr)

@@ -31,12 +31,13 @@ class RunRecord:
         record.end("FINISHED")
     """
 
-    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str) -> None:
+    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str, heartbeat=None) -> None:
         self.client = client
         self.run_id = run_id
         self.experiment_name = experiment_name
         self.tracking_uri = tracking_uri
         self.ended = False
+        self.heartbeat = heartbeat  # keeps the run's heartbeat tag fresh until it ends (see tracking.reaper)
 
     @classmethod
     def create(
@@ -47,12 +48,16 @@ class RunRecord:
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
         description: str | None = None,
+        owned: bool = False,
     ) -> "RunRecord":
+        """``owned``: this process trains the run; it records itself as the run's owner and keeps a heartbeat,
+        so that the reaper ends the run KILLED should this process die (a study's parent run is not owned)."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
         from trainlab.tracking.store import get_or_create_experiment, tracking_client
 
         from trainlab.tracking.context import context_tags
+        from trainlab.tracking.reaper import owner_tags, start_heartbeat
 
         client = tracking_client(tracking_uri)
         experiment_id = get_or_create_experiment(client, experiment)
@@ -63,8 +68,11 @@ class RunRecord:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         if description:
             all_tags[MLFLOW_RUN_NOTE] = description
+        if owned:
+            all_tags.update(owner_tags())
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        return cls(client, run.info.run_id, experiment, tracking_uri)
+        heartbeat = start_heartbeat(client, run.info.run_id) if owned else None
+        return cls(client, run.info.run_id, experiment, tracking_uri, heartbeat)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -108,6 +116,8 @@ class RunRecord:
         """End the run once; later calls do nothing, so a failure path can never overwrite a result."""
         if self.ended:
             return
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if reason:
             from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 

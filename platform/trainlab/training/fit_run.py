@@ -135,7 +135,9 @@ def classify_failure(exc: BaseException, trainer=None) -> tuple[str, str, dict[s
     if is_pruned(exc):
         return "KILLED", f"pruned by Optuna: {exc}".rstrip(": "), {"trainlab.pruned": "true"}
     if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and getattr(trainer, "interrupted", False)):
-        return "KILLED", "interrupted (Ctrl-C or SIGTERM)", {}
+        from trainlab.training.processes import interrupt_reason
+
+        return "KILLED", interrupt_reason(), {}
     if isinstance(exc, SystemExit):
         return "KILLED", f"process exit ({exc.code})", {}
     return "FAILED", f"{type(exc).__name__}: {exc}", {}
