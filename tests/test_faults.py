@@ -253,3 +253,71 @@ def test_a_killed_worker_loses_one_trial_and_the_study_still_finishes(workdir, t
     assert set(trial_runs) == {t.user_attrs["mlflow_run_id"] for t in trials}, "one MLflow run per trial"
     assert trial_runs[lost.user_attrs["mlflow_run_id"]].info.status == "KILLED"
     no_running(tracking_uri)
+
+
+# ---- Fault 3: the tracking store goes away mid-run ---------------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
+connection.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.execute("COMMIT")
+"""
+
+
+def hold_lock(workdir: Path, seconds: float) -> subprocess.Popen:
+    """Another process holds ``BEGIN EXCLUSIVE`` on the store: nobody else reads or writes it meanwhile."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir / "mlflow.db"), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_store_locked_for_longer_than_the_retry_window_ends_the_run_with_one_line(workdir, cli, tracking_uri):
+    path = write_experiment(workdir, "long.yaml")
+    train = start(workdir, "train", str(path), env={"TRAINLAB_STORE_RETRY": "8"})
+    try:
+        wait_until(lambda: epochs_logged(workdir) >= 2, train, workdir, "two epochs")
+        holder = hold_lock(workdir, 45)
+        locked = time.monotonic()
+        code = train.wait(timeout=40)  # the lock is still held: the run gave up after its window
+        took = time.monotonic() - locked
+    finally:
+        if train.poll() is None:
+            train.kill()
+    assert holder.poll() is None, "the lock was held throughout"
+    holder.kill()
+    holder.wait()
+    assert code == 1 and 8 <= took < 40, (code, took)
+    err = (workdir / "err.log").read_text()
+    assert_one_clean_line(err, f"tracking store {tracking_uri} did not answer for 8 s (database is locked; set TRAINLAB_STORE_RETRY")
+    (line,) = [line for line in err.splitlines() if line.startswith("trainlab:")]
+    checkpoint = Path(line.split("last checkpoint kept at ", 1)[1].split(";", 1)[0])
+    assert checkpoint.is_file() and checkpoint.suffix == ".ckpt" and checkpoint.parent.parent == workdir / "trainlab-unsaved"
+
+    listed = cli("runs")  # the store is back: the first command ends the abandoned run
+    assert listed.code == 0, listed
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "KILLED" and checkpoint.parent.name == run.info.run_id
+    assert run.data.tags["trainlab.status_reason"].startswith(f"reaped by trainlab: its process {train.pid}") and "trainlab.reaped" in run.data.tags
+    no_running(tracking_uri)
+
+
+def test_a_store_locked_for_less_than_the_window_is_waited_out(workdir, tracking_uri):
+    epochs = 40
+    path = write_experiment(workdir, "short.yaml", trainer={"max_epochs": epochs, "enable_progress_bar": False})
+    train = start(workdir, "train", str(path), env={"TRAINLAB_STORE_RETRY": "60"})
+    try:
+        wait_until(lambda: epochs_logged(workdir) >= 1, train, workdir, "the first epoch")
+        holder = hold_lock(workdir, 6)
+        assert holder.wait(timeout=60) == 0
+        code = train.wait(timeout=300)
+    finally:
+        if train.poll() is None:
+            train.kill()
+    err = (workdir / "err.log").read_text()
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "FINISHED"
+    assert epochs_logged(workdir) == epochs, "no epoch was lost to the lock"

@@ -120,6 +120,10 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     """
     import errno
 
+    from trainlab.tracking.store_lost import StoreLost
+
+    if isinstance(exc, StoreLost):
+        return 1, str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         where = exc.filename or "a file or folder"
         return 2, f"{where}: {exc.strerror or 'permission denied'}; expected a path this user can read and write"

@@ -112,6 +112,12 @@ class RunRecord:
     def log_file(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, path, artifact_path)
 
+    def abandon(self) -> None:
+        """The store is gone: stop the heartbeat and write nothing more (the reaper ends the run later)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        self.ended = True
+
     def end(self, status: str, reason: str | None = None) -> None:
         """End the run once; later calls do nothing, so a failure path can never overwrite a result."""
         if self.ended:

@@ -92,7 +92,10 @@ def reap_dead_runs_in(uri: str) -> None:
     from trainlab.tracking.liveness import heartbeat_timeout_s
     from trainlab.tracking.reaper import reap_dead_runs
 
-    heartbeat_timeout_s()  # a bad TRAINLAB_HEARTBEAT_TIMEOUT is bad input, reported before anything runs
+    from trainlab.tracking.store_lost import store_retry_s
+
+    heartbeat_timeout_s()  # bad TRAINLAB_HEARTBEAT_TIMEOUT or TRAINLAB_STORE_RETRY: bad input, before anything runs
+    store_retry_s()
     kind, path = scheme(uri), sqlite_path(uri)
     if kind == "databricks" or (path is not None and (not os.path.exists(path) or os.path.getsize(path) == 0)):
         return
@@ -211,6 +214,10 @@ def tracking_client(uri: str):
     if scheme(uri) in DATABASE_SCHEMES and scheme(uri) != "sqlite":
         for name, value in DATABASE_POOL_ENV.items():
             os.environ.setdefault(name, value)
+    if scheme(uri) == "sqlite":
+        from trainlab.tracking.store_lost import wait_for_busy_sqlite
+
+        wait_for_busy_sqlite()  # a locked store is waited for, within a bounded window
 
     return MlflowClient(tracking_uri=uri)
 
