@@ -139,6 +139,22 @@ def test_runs_of_other_hosts_are_reaped_after_the_heartbeat_timeout(workdir, cli
     assert bad.code == 2 and bad.err.count("\n") == 1 and "TRAINLAB_HEARTBEAT_TIMEOUT" in bad.err and "'soon'" in bad.err, bad
 
 
+def test_kill_9_of_a_study_leaves_its_parent_and_trial_runs_to_the_reaper(workdir, cli, tracking_uri):
+    path = write_experiment(workdir, "study.yaml", study={**STUDY, "n_trials": 2}, search_space=SPACE)
+    study = start(workdir, "study", str(path))
+    try:
+        wait_until(lambda: epochs_logged(workdir) >= 1, study, workdir, "the first trial's first epoch")
+    finally:
+        os.kill(study.pid, signal.SIGKILL)
+        study.wait()
+    listed = cli("runs")
+    assert listed.code == 0 and listed.err.count("ended KILLED") == 2, listed
+    runs = {r.data.tags.get("trainlab.kind"): r for r in all_runs(tracking_uri)}
+    for kind in ("study", "trial"):
+        assert runs[kind].info.status == "KILLED" and f"its process {study.pid}" in runs[kind].data.tags["trainlab.status_reason"], kind
+    no_running(tracking_uri)
+
+
 # ---- Fault 5: SIGTERM --------------------------------------------------------------------------------
 
 

@@ -37,6 +37,31 @@ def start_heartbeat(client, run_id: str, interval_s: float = HEARTBEAT_INTERVAL_
     return Heartbeat(lambda now: client.set_tag(run_id, HEARTBEAT_TAG, f"{now:.0f}"), interval_s)
 
 
+def claim_run(client, run_id: str) -> Heartbeat:
+    """Make this process the owner of an existing run (a study's parent run, reopened by each invocation):
+    owner tags, a fresh heartbeat, and no reaped/status tags left from an earlier owner."""
+    from mlflow.entities import RunTag
+
+    from trainlab.tracking.run_record import RUN_STATUS_TAG
+
+    tags = client.get_run(run_id).data.tags
+    for stale in (REAPED_TAG, RUN_STATUS_TAG, PROCESS_STARTED_TAG):
+        if stale in tags:
+            client.delete_tag(run_id, stale)
+    client.log_batch(run_id, tags=[RunTag(key, value) for key, value in owner_tags().items()])
+    return start_heartbeat(client, run_id)
+
+
+def release_run(client, run_id: str, heartbeat: Heartbeat) -> None:
+    """Stop owning a run that others still use (a parent run whose trials run on other workers): with no
+    owner recorded, the reaper leaves it to them; the last of them ends it."""
+    heartbeat.stop()
+    tags = client.get_run(run_id).data.tags
+    for key in (HOST_TAG, PID_TAG, PROCESS_STARTED_TAG, HEARTBEAT_TAG):
+        if key in tags:
+            client.delete_tag(run_id, key)
+
+
 def run_death_reason(run) -> str | None:
     """Why a RUNNING MLflow run's owner is dead; None while it may live, or for a run with no owner recorded
     (a study's parent run, runs of other tools): those are never reaped here."""
