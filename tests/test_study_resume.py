@@ -48,7 +48,7 @@ def test_trials_of_dead_workers_are_failed_and_their_runs_ended(workdir, trackin
     assert states[alive_here.number].state.name == "RUNNING" and states[beating_elsewhere.number].state.name == "RUNNING"
     assert f"worker process {finished.pid}" in states[dead_here.number].user_attrs["trainlab.fail_reason"]
     assert "no heartbeat" in states[silent_elsewhere.number].user_attrs["trainlab.fail_reason"]
-    for trial, status in ((dead_here, "FAILED"), (silent_elsewhere, "FAILED"), (alive_here, "RUNNING"), (beating_elsewhere, "RUNNING")):
+    for trial, status in ((dead_here, "KILLED"), (silent_elsewhere, "KILLED"), (alive_here, "RUNNING"), (beating_elsewhere, "RUNNING")):
         run = mlflow_client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == status
     assert "died" in mlflow_client.get_run(dead_here.user_attrs["mlflow_run_id"]).data.tags["trainlab.status_reason"]
@@ -112,7 +112,7 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli
     parents = [r for r in runs if r.data.tags.get("trainlab.kind") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     killed_run = next(r for r in runs if r.info.run_id == victim.user_attrs["mlflow_run_id"])
-    assert killed_run.info.status == "FAILED" and "died" in killed_run.data.tags["trainlab.status_reason"]
+    assert killed_run.info.status == "KILLED" and "died" in killed_run.data.tags["trainlab.status_reason"]
     finished = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial" and r.info.status == "FINISHED"]
     assert sorted(int(r.data.tags["trainlab.trial"]) for r in finished) == [0, 2, 3]
     assert {r.info.run_id for r in finished} == {t.user_attrs["mlflow_run_id"] for t in trials if t.state.name == "COMPLETE"}

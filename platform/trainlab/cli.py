@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trainlab: error: {exc}".replace("trainlab: error: trainlab", "trainlab"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from trainlab.training.processes import terminated
+
+        if terminated():  # SLURM, Kubernetes, kill: one line, the run in progress already ended KILLED
+            print("trainlab: terminated by SIGTERM; the run in progress ended KILLED", file=sys.stderr)
+            return 143
         print("trainlab: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one error path for every command: one line, the traceback only with --debug
@@ -115,6 +120,10 @@ def describe_failure(exc: BaseException) -> tuple[int, str]:
     """
     import errno
 
+    from trainlab.tracking.store_lost import StoreLost
+
+    if isinstance(exc, StoreLost):
+        return 1, str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         where = exc.filename or "a file or folder"
         return 2, f"{where}: {exc.strerror or 'permission denied'}; expected a path this user can read and write"

@@ -55,9 +55,14 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_for_studies()
     plan = _plan(args)
+    from trainlab.tracking.reaper import claim_run
+    from trainlab.tracking.store import tracking_client
+
     study, storage, parent_run_id = _open_or_resume(plan)
+    # This invocation owns the parent run while it runs: killed with it, the parent is reaped like any run.
+    ownership = claim_run(tracking_client(plan.tracking_uri), parent_run_id)
     _announce(plan, args, parent_run_id)
-    return _run_and_report(plan, args, study, storage, parent_run_id)
+    return _run_and_report(plan, args, study, storage, parent_run_id, ownership)
 
 
 def _plan(args: argparse.Namespace) -> StudyPlan:
@@ -139,7 +144,7 @@ def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> 
     print(f"storage: {public_url(plan.storage_url)}\ntracking: {plan.tracking_uri}  (parent run {parent_run_id})", flush=True)
 
 
-def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str) -> int:
+def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str, ownership) -> int:
     """Run the workers, then report on the parent run (ended unless trials still run elsewhere) and refit."""
     from trainlab.errors import ConfigError
     from trainlab.studies.parent_run import end_parent_run
@@ -147,6 +152,8 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.studies.stale import reap_dead_trials
     from trainlab.studies.storage import public_url
     from trainlab.studies.worker import WorkerSettings, run_workers
+    from trainlab.tracking.reaper import release_run
+    from trainlab.tracking.store import tracking_client
 
     spec, uri = plan.spec, plan.tracking_uri
     settings = WorkerSettings(
@@ -162,11 +169,18 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     status, reason, code = "FINISHED", None, 0
     try:
         codes = run_workers(settings, args.jobs, plan.gpu_slots)
-        if any(codes):
-            code = 2 if 2 in codes else 1
+        # A worker killed by a signal (kill -9, the OOM killer) lost its trial, which the others reaped and
+        # replaced; the study fails only for workers that ended with an error of their own.
+        for killed in (c for c in codes if c < 0):
+            print(f"trainlab: study {spec.name}: a worker was killed by signal {-killed}; its trial was failed and replaced", file=sys.stderr)
+        errors = [c for c in codes if c > 0]
+        if errors:
+            code = 2 if 2 in errors else 1
             status, reason = "FAILED", f"worker exit codes {codes}"
     except KeyboardInterrupt:
-        status, reason = "KILLED", "interrupted (Ctrl-C or SIGTERM)"
+        from trainlab.training.processes import interrupt_reason
+
+        status, reason = "KILLED", interrupt_reason()
         raise
     except BaseException as exc:
         status, reason = "FAILED", exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
@@ -178,12 +192,14 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         elsewhere = _trials_running_elsewhere(study)
         if elsewhere:
             # Workers on other machines share this parent run: the last one to finish ends it.
+            release_run(tracking_client(uri), parent_run_id, ownership)
             print(f"study {spec.name}: {elsewhere} trial(s) still run on other workers; the parent run stays RUNNING until they end", file=sys.stderr)
         else:
+            ownership.stop()
             end_parent_run(uri, parent_run_id, status, reason)
     print(
         f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
-        f" ({summary.epochs} epochs trained)"
+        f" ({summary.epochs} epochs trained)" + (f"; {summary.lost} lost to dead workers" if summary.lost else "")
     )
     if summary.pareto_numbers is not None:
         if not summary.pareto_numbers:

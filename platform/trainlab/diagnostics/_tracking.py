@@ -84,4 +84,8 @@ def second_to(exception: BaseException) -> Iterator[None]:
     try:
         yield
     except Exception as own:
+        from trainlab.tracking.store_lost import is_store_unavailable
+
+        if is_store_unavailable(own):
+            return  # the store is gone: trainlab says so once, in one line, when the run ends
         rank_zero_warn(f"diagnostics could not report after {type(exception).__name__}: {type(own).__name__}: {own}")

@@ -30,7 +30,7 @@ from trainlab.studies.links import dashboard_study_url, mlflow_run_url
 from trainlab.studies.marks import link_trials_in_dashboard, mark_trial_runs
 from trainlab.studies.plots import write_study_plots
 from trainlab.studies.spec import StudySpec
-from trainlab.studies.stale import FAIL_REASON_ATTR
+from trainlab.studies.stale import FAIL_REASON_ATTR, was_reaped
 from trainlab.studies.trial import EPOCHS_ATTR, MLFLOW_RUN_ATTR, TEST_METRICS_ATTR
 
 
@@ -43,6 +43,7 @@ class StudySummary:
     failed: int
     running: int
     epochs: int
+    lost: int = 0  # failed trials whose worker died (killed, crashed), reaped by trainlab
     best_number: int | None = None
     best_value: float | None = None
     best_run_id: str | None = None
@@ -88,6 +89,7 @@ def summarize(study) -> StudySummary:
         failed=count(TrialState.FAIL),
         running=count(TrialState.RUNNING),
         epochs=sum(len(t.intermediate_values) or t.user_attrs.get(EPOCHS_ATTR, 0) for t in trials),
+        lost=sum(t.state == TrialState.FAIL and was_reaped(t) for t in trials),
     )
     if len(study.directions) > 1:
         from trainlab.studies.pareto import pareto_trials
@@ -115,15 +117,16 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
         "study/trials_complete": summary.complete,
         "study/trials_pruned": summary.pruned,
         "study/trials_failed": summary.failed,
+        "study/trials_lost": summary.lost,
         "study/epochs_trained": summary.epochs,
     }
-    tags = {}
+    tags = {"trainlab.study.lost_trials": str(summary.lost)}
     if summary.pareto_numbers is not None:
         metrics["study/pareto_trials"] = len(summary.pareto_numbers)
         tags["trainlab.study.pareto_trials"] = ",".join(map(str, summary.pareto_numbers))
     if summary.best_number is not None:
         metrics[f"best/{spec.metric}"] = summary.best_value
-        tags = {
+        tags |= {
             "trainlab.study.best_trial": str(summary.best_number),
             "trainlab.study.best_run_id": summary.best_run_id or "",
             "trainlab.study.best_params": json.dumps(summary.best_params)[:5000],

@@ -294,7 +294,9 @@ def execute_trial(study, trial, context: TrialContext):
             except ConfigError as exc:
                 outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
     except KeyboardInterrupt:
-        _fail(study, trial, "interrupted (Ctrl-C or SIGTERM)")
+        from trainlab.training.processes import interrupt_reason
+
+        _fail(study, trial, interrupt_reason())
         raise
     frozen = _tell(study, trial, outcome)
     if outcome.fatal is not None:

@@ -46,6 +46,7 @@ class EpochMLFlowLogger(MLFlowLogger):
         self._epoch_of: Callable[[], int] | None = None
         self._in_flight: list[Any] = []  # MLflow RunOperations of asynchronous writes not yet waited for
         self._written_through: dict[str, int] = {}  # a resumed run: the last step already in the store, by name
+        self.store_lost = False  # a write found the store gone after its retry window: no second wait
 
     def continue_history(self) -> None:
         """A resumed run: read what the run already holds, so that curves and plots cover every epoch and an
@@ -85,6 +86,8 @@ class EpochMLFlowLogger(MLFlowLogger):
     @rank_zero_only
     def flush(self) -> None:
         """Write every held metric and wait until the store has them all (fit_run ends the run next)."""
+        if self.store_lost:
+            return
         self.wait_for_writes()
         self._send(synchronous=True)
 
@@ -104,7 +107,15 @@ class EpochMLFlowLogger(MLFlowLogger):
 
         batch = [Metric(key=name, value=value, timestamp=self._stamps[step], step=step) for (step, name), value in self._pending.items()]
         for start in range(0, len(batch), _BATCH_LIMIT):
-            operation = self.experiment.log_batch(run_id=self.run_id, metrics=batch[start : start + _BATCH_LIMIT], synchronous=synchronous)
+            try:
+                operation = self.experiment.log_batch(run_id=self.run_id, metrics=batch[start : start + _BATCH_LIMIT], synchronous=synchronous)
+            except Exception as exc:
+                from trainlab.tracking.store_lost import give_up, is_store_unavailable
+
+                self.store_lost = is_store_unavailable(exc)
+                if self.store_lost:
+                    give_up()  # fit_run reports it once the run has ended
+                raise
             if operation is not None:
                 self._in_flight.append(operation)
         for (step, name), value in self._pending.items():

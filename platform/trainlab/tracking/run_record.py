@@ -31,12 +31,13 @@ class RunRecord:
         record.end("FINISHED")
     """
 
-    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str) -> None:
+    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str, heartbeat=None) -> None:
         self.client = client
         self.run_id = run_id
         self.experiment_name = experiment_name
         self.tracking_uri = tracking_uri
         self.ended = False
+        self.heartbeat = heartbeat  # keeps the run's heartbeat tag fresh until it ends (see tracking.reaper)
 
     @classmethod
     def create(
@@ -47,12 +48,16 @@ class RunRecord:
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
         description: str | None = None,
+        owned: bool = False,
     ) -> "RunRecord":
+        """``owned``: this process trains the run; it records itself as the run's owner and keeps a heartbeat,
+        so that the reaper ends the run KILLED should this process die (a study's parent run is not owned)."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
         from trainlab.tracking.store import get_or_create_experiment, tracking_client
 
         from trainlab.tracking.context import context_tags
+        from trainlab.tracking.reaper import owner_tags, start_heartbeat
 
         client = tracking_client(tracking_uri)
         experiment_id = get_or_create_experiment(client, experiment)
@@ -63,18 +68,23 @@ class RunRecord:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         if description:
             all_tags[MLFLOW_RUN_NOTE] = description
+        if owned:
+            all_tags.update(owner_tags())
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        return cls(client, run.info.run_id, experiment, tracking_uri)
+        heartbeat = start_heartbeat(client, run.info.run_id) if owned else None
+        return cls(client, run.info.run_id, experiment, tracking_uri, heartbeat)
 
     @classmethod
     def reopen(cls, tracking_uri: str, run_id: str) -> "RunRecord":
-        """An existing run, back to RUNNING: a resumed run continues where it was."""
+        """An existing run, back to RUNNING and owned by this process: a resumed run continues where it was."""
+        from trainlab.tracking.reaper import claim_run
         from trainlab.tracking.store import tracking_client
 
         client = tracking_client(tracking_uri)
         run = client.get_run(run_id)
         client.update_run(run_id, status="RUNNING")
-        return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri)
+        heartbeat = claim_run(client, run_id)
+        return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri, heartbeat)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -114,10 +124,18 @@ class RunRecord:
     def log_file(self, path: str, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, path, artifact_path)
 
+    def abandon(self) -> None:
+        """The store is gone: stop the heartbeat and write nothing more (the reaper ends the run later)."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        self.ended = True
+
     def end(self, status: str, reason: str | None = None) -> None:
         """End the run once; later calls do nothing, so a failure path can never overwrite a result."""
         if self.ended:
             return
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if reason:
             from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 

@@ -78,6 +78,35 @@ def check_tracking_store(uri: str, *, create: bool, key: str = "--tracking-uri")
         _check_file_store(uri, create=create, key=key)
     elif kind != "databricks":
         raise ConfigError(key, uri, f"a tracking URI such as {TRACKING_URI_EXAMPLES} (unknown scheme {kind}://)")
+    reap_dead_runs_in(uri)
+
+
+def reap_dead_runs_in(uri: str) -> None:
+    """Every command that opens a store first ends the runs there whose process is gone (one line each).
+
+    Here, because every command checks its store here before using it. A store with nothing in it yet is
+    left alone (a reading command must not create tables); a reaper that fails never stops the command.
+    """
+    import sys
+
+    from trainlab.tracking.liveness import heartbeat_timeout_s
+    from trainlab.tracking.reaper import reap_dead_runs
+
+    from trainlab.tracking.store_lost import store_retry_s
+
+    heartbeat_timeout_s()  # bad TRAINLAB_HEARTBEAT_TIMEOUT or TRAINLAB_STORE_RETRY: bad input, before anything runs
+    store_retry_s()
+    kind, path = scheme(uri), sqlite_path(uri)
+    if kind == "databricks" or (path is not None and (not os.path.exists(path) or os.path.getsize(path) == 0)):
+        return
+    if kind in ("", "file") and not Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser().is_dir():
+        return
+    try:
+        reaped = reap_dead_runs(tracking_client(uri))
+    except Exception:  # a store that is busy now is reaped by the next command
+        return
+    for run_id, reason in reaped:
+        print(f"trainlab: run {run_id} was left RUNNING: {reason}; ended KILLED", file=sys.stderr)
 
 
 def open_tracking_store(uri: str, *, create: bool, key: str = "--tracking-uri"):
@@ -185,6 +214,10 @@ def tracking_client(uri: str):
     if scheme(uri) in DATABASE_SCHEMES and scheme(uri) != "sqlite":
         for name, value in DATABASE_POOL_ENV.items():
             os.environ.setdefault(name, value)
+    if scheme(uri) == "sqlite":
+        from trainlab.tracking.store_lost import wait_for_busy_sqlite
+
+        wait_for_busy_sqlite()  # a locked store is waited for, within a bounded window
 
     return MlflowClient(tracking_uri=uri)
 

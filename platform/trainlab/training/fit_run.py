@@ -113,6 +113,15 @@ def fit_run(
             history = dict(logger.history) if logger else {}
             return RunResult(record.run_id if record else None, "FINISHED", metrics, history, test_skipped=prepared.test_skipped)
         except BaseException as exc:
+            from trainlab.tracking.store_lost import give_up, is_store_unavailable, keep_waiting, store_lost
+
+            if record and is_store_unavailable(exc):
+                # Nothing more can be written; the checkpoints leave the temporary folder for the user.
+                give_up()
+                record.abandon()
+                lost = store_lost(uri, record.run_id, exc, workdir.name)
+                keep_waiting()
+                raise lost from exc
             status, reason, end_tags = classify_failure(exc, trainer)
             if record:
                 save_what_we_can(record, logger)
@@ -151,7 +160,9 @@ def classify_failure(exc: BaseException, trainer=None) -> tuple[str, str, dict[s
     if is_pruned(exc):
         return "KILLED", f"pruned by Optuna: {exc}".rstrip(": "), {"trainlab.pruned": "true"}
     if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and getattr(trainer, "interrupted", False)):
-        return "KILLED", "interrupted (Ctrl-C or SIGTERM)", {}
+        from trainlab.training.processes import interrupt_reason
+
+        return "KILLED", interrupt_reason(), {}
     if isinstance(exc, SystemExit):
         return "KILLED", f"process exit ({exc.code})", {}
     return "FAILED", f"{type(exc).__name__}: {exc}", {}

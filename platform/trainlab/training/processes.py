@@ -62,13 +62,29 @@ def started_as_rank() -> bool:
     return "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
 
 
+_terminated = False  # set once this process received SIGTERM
+
+
 def interrupt_on_sigterm() -> None:
-    """SIGTERM behaves like Ctrl-C: the run in progress ends KILLED instead of being left RUNNING."""
+    """SIGTERM (what SLURM and Kubernetes send) behaves like Ctrl-C: the run in progress ends KILLED
+    instead of being left RUNNING. Every entry point installs it: the CLI, study workers, group members."""
 
     def interrupt(signum, frame):
+        global _terminated
+        _terminated = True
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def terminated() -> bool:
+    """Whether this process received SIGTERM (rather than a Ctrl-C)."""
+    return _terminated
+
+
+def interrupt_reason() -> str:
+    """The reason recorded on a run or trial ended by an interrupt."""
+    return "interrupted by SIGTERM" if _terminated else "interrupted (Ctrl-C or SIGINT)"
 
 
 def run_as_group(module: str, launch: dict[str, Any], folder: Path, log_name: str) -> tuple[int, Path]:

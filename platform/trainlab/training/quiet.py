@@ -6,15 +6,21 @@ import logging
 import warnings
 
 
+# trainlab says itself, in one line, that a run was interrupted or terminated.
+_DROPPED = ("💡 Tip", "Detected KeyboardInterrupt, attempting graceful shutdown", "Received SIGTERM")
+
+
 class _DropTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "💡 Tip" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in _DROPPED)
 
 
 def quiet_lightning() -> None:
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
-        rank_zero.addFilter(_DropTips())
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.signal_connector"):
+        chatty = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in chatty.filters):
+            chatty.addFilter(_DropTips())
     # trainlab logs per epoch; Lightning's per-step logging interval does not apply.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")

@@ -29,6 +29,7 @@ def create_record(config: RunConfig, uri: str, parent_run_id: str | None, tags: 
         tags=all_tags,
         parent_run_id=parent_run_id,
         description=tracking.get("description"),
+        owned=True,
     )
 
 

@@ -120,6 +120,11 @@ def resume_point(tracking_uri: str, run_id: str) -> ResumeFrom:
         raise ConfigError("--resume", run_id, f"the id of a run in {tracking_uri} (trainlab runs lists them)") from None
     if run.info.status == "FINISHED":
         raise ConfigError("--resume", run_id, "a run that did not finish (this one FINISHED; train a new run to train more)")
+    if run.info.status == "RUNNING":  # the store's check has just reaped runs whose process is gone: this one lives
+        from trainlab.tracking.reaper import HOST_TAG, PID_TAG
+
+        owner = f"pid {run.data.tags.get(PID_TAG, '?')} on {run.data.tags.get(HOST_TAG, '?')}"
+        raise ConfigError("--resume", run_id, f"a run that is not running (this one is RUNNING, trained by {owner})")
     folder = Path(run.data.tags.get(CHECKPOINTS_TAG) or run_checkpoint_folder(tracking_uri, run_id))
     checkpoint = folder / RESUME_FILE
     if not checkpoint.is_file():
