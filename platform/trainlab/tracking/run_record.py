@@ -37,6 +37,13 @@ class RunRecord:
         self.experiment_name = experiment_name
         self.tracking_uri = tracking_uri
         self.ended = False
+        self._system_metrics = None  # MLflow's sampler, when the run asked for system metrics
+
+    def log_system_metrics(self) -> None:
+        """Sample MLflow's system metrics (``system/*``) until the run ends (``tracking.system_metrics``)."""
+        from trainlab.tracking.system_metrics import SystemMetrics
+
+        self._system_metrics = SystemMetrics.start(self.run_id, self.tracking_uri)
 
     @classmethod
     def create(
@@ -108,6 +115,9 @@ class RunRecord:
         """End the run once; later calls do nothing, so a failure path can never overwrite a result."""
         if self.ended:
             return
+        if self._system_metrics is not None:  # its last samples are written while the run is still RUNNING
+            self._system_metrics.stop()
+            self._system_metrics = None
         if reason:
             from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
