@@ -4,11 +4,13 @@ The refit trains for as many epochs as the best trial needed to reach its best v
 is no validation split left to pick a checkpoint by), through ``launch`` like every run (a multi-device
 trial's refit trains as a process group too), as a child of the study's parent run tagged
 ``trainlab.kind=refit``. The trained model is logged with MLflow's PyTorch flavour where it was trained,
-on rank 0 (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``).
+on rank 0 (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``). ``--register NAME`` then adds it to
+MLflow's Model Registry as the next version of ``NAME`` (``models:/NAME/VERSION``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
@@ -26,6 +28,40 @@ MODEL_ARTIFACT = "model"
 def model_uri(run_id: str) -> str:
     """What ``mlflow.pytorch.load_model`` loads the refit model from."""
     return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+
+
+def check_model_name(name: str) -> None:
+    """``--register NAME`` checked by MLflow's own rule before anything is created (ConfigError otherwise)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    from trainlab.errors import ConfigError
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as exc:
+        raise ConfigError("--register", name, "a model name without '/' or ':'", hint=exc.message) from None
+
+
+def register_model(tracking_uri: str, run_id: str, name: str, tags: dict[str, str]) -> str:
+    """Register the refit's logged model as the next version of ``name`` in MLflow's Model Registry (in the
+    tracking store: sqlite or a tracking server); returns its ``models:/NAME/VERSION`` URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)  # the registry is the tracking store unless MLFLOW_REGISTRY_URI says otherwise
+    # MLflow announces "Successfully registered model ..." and "Created version ..."; the command prints the URI.
+    logging.getLogger("mlflow.tracking._model_registry").setLevel(logging.WARNING)
+    version = mlflow.register_model(model_uri(run_id), name, tags=tags)
+    return f"models:/{name}/{version.version}"
+
+
+class _PickleIsIntended(logging.Filter):
+    """MLflow warns on every pickled PyTorch model and recommends ``serialization_format="pt2"``. The refit's
+    model is pickled on purpose: torch.export cannot trace a LightningModule that holds torchmetrics objects.
+    Loading it unpickles, which runs code from the store: load models from stores you trust (README)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Saving pytorch model by Pickle" not in record.getMessage()
 
 
 class _KeepModel(Callback):
@@ -76,10 +112,14 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
     # An optimizer section injected as the instance's configure_optimizers (training/build.py) is training
     # wiring, not part of the model, and a bound partial does not unpickle: the class's own method stays.
     vars(model).pop("configure_optimizers", None)
+    pytorch_logger = logging.getLogger("mlflow.pytorch")
+    if not any(isinstance(f, _PickleIsIntended) for f in pytorch_logger.filters):
+        pytorch_logger.addFilter(_PickleIsIntended())
     mlflow.set_tracking_uri(tracking_uri)  # MLflow's model logging works through its fluent, active-run API
     with mlflow.start_run(run_id=run_id):
         # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
-        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics.
+        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics
+        # (MLflow's warning about it is filtered: _PickleIsIntended).
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
         mlflow.pytorch.log_model(model.cpu().eval(), name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
 
