@@ -52,6 +52,9 @@ class StudyPlan:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before anything heavy: importing torch, Lightning and MLflow and checking the file take ~5 s, and a
+    # new MLflow store ~10 s more (MLflow builds its tables through every one of its schema migrations).
+    print(f"study {args.file}: starting (loading torch, Lightning and MLflow; checking the file and the stores)", flush=True)
     from trainlab.studies.quiet import quiet_for_studies
 
     quiet_for_studies()
