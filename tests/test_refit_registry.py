@@ -54,6 +54,13 @@ def test_refit_is_registered_and_loads_in_a_fresh_process(tmp_path):
     version = client.get_model_version("digits-mlp", "1")
     refit = client.get_run(version.run_id)
     assert refit.data.tags["trainlab.kind"] == "refit" and version.tags["trainlab.study"] == "reg"
+    assert "no artifacts at artifact path" not in result.stderr, "registered from MLflow 3's logged model, not a run path"
+
+    # The same command again (the study is done): --register alone refits and adds the next version.
+    again = _trainlab(tmp_path, "study", "study.yaml", "--register", "digits-mlp")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "registered model: models:/digits-mlp/2" in again.stdout, again.stdout
+    assert client.get_model_version("digits-mlp", "2").run_id != version.run_id
 
 
 def test_a_bad_model_name_is_refused_before_anything_exists(cli, workdir):

@@ -46,12 +46,26 @@ def check_model_name(name: str) -> None:
 def register_model(tracking_uri: str, run_id: str, name: str, tags: dict[str, str]) -> str:
     """Register the refit's logged model as the next version of ``name`` in MLflow's Model Registry (in the
     tracking store: sqlite or a tracking server); returns its ``models:/NAME/VERSION`` URI."""
-    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
-    mlflow.set_tracking_uri(tracking_uri)  # the registry is the tracking store unless MLFLOW_REGISTRY_URI says otherwise
-    # MLflow announces "Successfully registered model ..." and "Created version ..."; the command prints the URI.
-    logging.getLogger("mlflow.tracking._model_registry").setLevel(logging.WARNING)
-    version = mlflow.register_model(model_uri(run_id), name, tags=tags)
+    from trainlab.tracking.store import tracking_client
+
+    client = tracking_client(tracking_uri)
+    run = client.get_run(run_id)
+    # MLflow 3 keeps a logged model apart from the run's artifacts (models:/<model_id>), linked as a run
+    # output; MLflow 2 keeps it under the run's artifacts.
+    outputs = getattr(run, "outputs", None)
+    model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    model_id = model_ids[-1] if model_ids else None
+    source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), "ALREADY_EXISTS"):  # a new version, then
+            raise
+    extra = {"model_id": model_id} if model_id else {}
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, **extra)
     return f"models:/{name}/{version.version}"
 
 
@@ -96,7 +110,9 @@ class RefitRole(Role):
         return cls(fields["tracking_uri"])
 
     def callbacks(self) -> list[Any]:
-        return [self.keep]
+        from trainlab.training.progress import EpochLines
+
+        return [self.keep, EpochLines(label="refit")]  # its epochs show as lines among the study's
 
     def after_run(self, result) -> None:
         log_model(self.tracking_uri, result.run_id, self.keep.model, self.keep.example)
