@@ -66,6 +66,6 @@ def test_refit_is_registered_and_loads_in_a_fresh_process(tmp_path):
 def test_a_bad_model_name_is_refused_before_anything_exists(cli, workdir):
     (workdir / "study.yaml").write_text(yaml.safe_dump(DOCUMENT))
     result = cli("study", "study.yaml", "--register", "a/b")
-    assert result.code == 2 and result.err.startswith("trainlab: error: --register: got 'a/b'"), result
+    assert result.code == 2 and result.err.startswith("trainlab: error: --register: got 'a/b'; expected a non-empty model name"), result
     assert len(result.err.strip().splitlines()) == 1
     assert not (workdir / "mlflow.db").exists() and not (workdir / "optuna_journal.log").exists()

@@ -40,7 +40,7 @@ def check_model_name(name: str) -> None:
     try:
         _validate_model_name(name)
     except MlflowException as exc:
-        raise ConfigError("--register", name, "a model name without '/' or ':'", hint=exc.message) from None
+        raise ConfigError("--register", name, "a non-empty model name without '/' or ':'", hint=exc.message) from None
 
 
 def register_model(tracking_uri: str, run_id: str, name: str, tags: dict[str, str]) -> str:

@@ -32,17 +32,26 @@ class _Shown:
         self.best: float | None = None
 
     def values(self, trainer) -> dict[str, float]:
-        metrics = trainer.callback_metrics
+        metrics = {name: _scalar(value) for name, value in trainer.callback_metrics.items()}
+        metrics = {name: value for name, value in metrics.items() if value is not None}
         # The training loss: trainlab's own modules log train/loss; a user's module may say train_loss or loss.
         losses = sorted(name for name in metrics if "loss" in name.rsplit("/", 1)[-1] and not name.startswith(("val", "test")))
-        shown = {losses[0]: float(metrics[losses[0]])} if losses else {}
+        shown = {losses[0]: metrics[losses[0]]} if losses else {}
         name = self.monitor.metric if self.monitor else None
         if name and name in metrics:
-            value = float(metrics[name])
+            value = metrics[name]
             shown[name] = value
             if math.isfinite(value) and (self.best is None or (value > self.best if self.monitor.mode == "max" else value < self.best)):
                 self.best = value
         return shown
+
+
+def _scalar(value: Any) -> float | None:
+    """A logged value as a number; a display never fails the run over a value it cannot show."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several elements
+        return None
 
 
 def _number(value: float) -> str:
