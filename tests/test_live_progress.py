@@ -108,3 +108,13 @@ def test_a_study_shows_the_running_trials_epochs(tmp_path):
     assert {number for number, *_ in trial_lines} == {"0", "1"}
     # The median pruner starts after 3 trials: both trials train all their epochs.
     assert [epoch for number, epoch, *_ in trial_lines if number == "0"] == ["1", "2", "3"]
+
+
+@pytest.mark.ddp
+def test_a_run_trained_by_a_process_group_shows_its_epochs_too(tmp_path):
+    """Two CPU processes over gloo: the group's output goes to its log file, rank 0's epoch lines reach the terminal."""
+    path = _experiment(tmp_path, epochs=2)
+    result = subprocess.run([sys.executable, "-m", "trainlab", "train", str(path), "trainer.devices=2", "trainer.strategy=ddp",
+                             "trainer.accelerator=cpu"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [(epoch, total) for _, epoch, total, *_ in EPOCH_LINE.findall(result.stderr)] == [("1", "2"), ("2", "2")], result.stderr[-3000:]

@@ -10,18 +10,29 @@ Lightning ``ProgressBar`` that prints one calm line per epoch on stderr::
 A study's trials always print lines, labelled with the trial (``trial 4  epoch 3/20 ...``): several workers
 share one terminal, and a bar per trial would overwrite the study's own lines. ``trainer.enable_progress_bar:
 false`` turns both off; a progress bar in ``trainer.callbacks`` replaces ours.
+
+A run that trains as a process group (several devices) writes its output to a log file; its rank 0 writes
+the lines to the file named by ``TRAINLAB_PROGRESS_FILE`` instead, and the launcher relays them to its
+stderr as they come (:func:`relay_progress`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
 from trainlab.contract import Monitor
+
+PROGRESS_FILE_ENV = "TRAINLAB_PROGRESS_FILE"  # set in a process group: where rank 0's epoch lines go
 
 
 class _Shown:
@@ -100,7 +111,12 @@ class EpochLines(ProgressBar):
             if shown.monitor and name == shown.monitor.metric and shown.best is not None:
                 parts.append(f" (best {_number(shown.best)})")
         parts.append(f"  {time.monotonic() - self._started:.1f} s")
-        print("".join(parts), file=sys.stderr, flush=True)
+        path = os.environ.get(PROGRESS_FILE_ENV)
+        if path:  # a process group's rank 0: the launcher relays the file
+            with open(path, "a") as relayed:
+                relayed.write("".join(parts) + "\n")
+        else:
+            print("".join(parts), file=sys.stderr, flush=True)
 
 
 def _epoch_of(trainer) -> str:
@@ -147,5 +163,36 @@ def with_live_progress(callbacks: list, enabled: bool | None, monitor: Monitor) 
         lines.monitor = lines.monitor or monitor
     if ours:
         return callbacks, True
-    display = MetricsProgressBar(monitor) if sys.stdout.isatty() else EpochLines(monitor)
+    terminal = sys.stdout.isatty() and PROGRESS_FILE_ENV not in os.environ
+    display = MetricsProgressBar(monitor) if terminal else EpochLines(monitor)
     return [*callbacks, display], True
+
+
+@contextmanager
+def relay_progress(path: Path, poll_s: float = 0.5) -> Iterator[None]:
+    """While the block runs, copy the lines a process group's rank 0 appends to ``path`` onto stderr."""
+    done = threading.Event()
+
+    def follow() -> None:
+        position = 0
+        while True:
+            finished = done.wait(poll_s)
+            if path.exists():
+                with path.open() as lines:
+                    lines.seek(position)
+                    for line in iter(lines.readline, ""):
+                        if not line.endswith("\n"):  # written halfway: read it whole next time
+                            break
+                        sys.stderr.write(line)
+                        position = lines.tell()
+                sys.stderr.flush()
+            if finished:
+                return
+
+    relay = threading.Thread(target=follow, name="trainlab-progress-relay", daemon=True)
+    relay.start()
+    try:
+        yield
+    finally:
+        done.set()
+        relay.join(timeout=5)
