@@ -1,4 +1,5 @@
 """One line per finished trial: its state and value, the best so far, trials counted, and an ETA.
+(The running trials print a line per epoch of their own: training/progress.py.)
 
 Everything is read from the study storage, so the lines of parallel workers agree with each other.
 The ETA multiplies the trials still to run by the mean duration of the counted (complete or pruned)
@@ -16,7 +17,9 @@ from trainlab.studies.stale import FAIL_REASON_ATTR
 
 
 class ProgressPrinter:
-    """Prints ``[ 7/20] trial 6   PRUNED   at epoch 3, val/acc=0.9012   best 0.9654 (trial 3)   ETA 1m40s``.
+    """Prints ``[ 7/20] trial 6   PRUNED   after 4 epochs, val/acc=0.9012   best 0.9654 (trial 3)   ETA 1m40s``.
+
+    The running trials' epochs are their own lines (``trial 7  epoch 3/20 ...``, training/progress.py).
 
     Example::
 
@@ -64,7 +67,8 @@ class ProgressPrinter:
         if trial.state == TrialState.PRUNED:
             last = max(trial.intermediate_values) if trial.intermediate_values else None
             value = f", {self.metric}={trial.intermediate_values[last]:.4f}" if last is not None else ""
-            return f"at epoch {last}{value}"
+            # Counted like the trials' epoch lines (epoch 3/20 is the third): Optuna's step is the epoch index.
+            return f"after {last + 1} epochs{value}"
         reason = str(trial.user_attrs.get(FAIL_REASON_ATTR, "no reason recorded"))
         return reason if len(reason) <= 100 else reason[:97] + "..."
 

@@ -1,4 +1,4 @@
-"""A study's output is one progress line per trial; Lightning's per-run banners would bury it."""
+"""A study's output is a line per trial and a line per trial epoch; Lightning's per-run banners would bury them."""
 
 from __future__ import annotations
 

@@ -4,11 +4,13 @@ The refit trains for as many epochs as the best trial needed to reach its best v
 is no validation split left to pick a checkpoint by), through ``launch`` like every run (a multi-device
 trial's refit trains as a process group too), as a child of the study's parent run tagged
 ``trainlab.kind=refit``. The trained model is logged with MLflow's PyTorch flavour where it was trained,
-on rank 0 (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``).
+on rank 0 (``mlflow.pytorch.load_model(f"runs:/{run_id}/model")``). ``--register NAME`` then adds it to
+MLflow's Model Registry as the next version of ``NAME`` (``models:/NAME/VERSION``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
@@ -26,6 +28,54 @@ MODEL_ARTIFACT = "model"
 def model_uri(run_id: str) -> str:
     """What ``mlflow.pytorch.load_model`` loads the refit model from."""
     return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+
+
+def check_model_name(name: str) -> None:
+    """``--register NAME`` checked by MLflow's own rule before anything is created (ConfigError otherwise)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    from trainlab.errors import ConfigError
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as exc:
+        raise ConfigError("--register", name, "a non-empty model name without '/' or ':'", hint=exc.message) from None
+
+
+def register_model(tracking_uri: str, run_id: str, name: str, tags: dict[str, str]) -> str:
+    """Register the refit's logged model as the next version of ``name`` in MLflow's Model Registry (in the
+    tracking store: sqlite or a tracking server); returns its ``models:/NAME/VERSION`` URI."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    from trainlab.tracking.store import tracking_client
+
+    client = tracking_client(tracking_uri)
+    run = client.get_run(run_id)
+    # MLflow 3 keeps a logged model apart from the run's artifacts (models:/<model_id>), linked as a run
+    # output; MLflow 2 keeps it under the run's artifacts.
+    outputs = getattr(run, "outputs", None)
+    model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
+    model_id = model_ids[-1] if model_ids else None
+    source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), "ALREADY_EXISTS"):  # a new version, then
+            raise
+    extra = {"model_id": model_id} if model_id else {}
+    version = client.create_model_version(name, source, run_id=run_id, tags=tags, **extra)
+    return f"models:/{name}/{version.version}"
+
+
+class _PickleIsIntended(logging.Filter):
+    """MLflow warns on every pickled PyTorch model and recommends ``serialization_format="pt2"``. The refit's
+    model is pickled on purpose: torch.export cannot trace a LightningModule that holds torchmetrics objects.
+    Loading it unpickles, which runs code from the store: load models from stores you trust (README)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Saving pytorch model by Pickle" not in record.getMessage()
 
 
 class _KeepModel(Callback):
@@ -60,7 +110,9 @@ class RefitRole(Role):
         return cls(fields["tracking_uri"])
 
     def callbacks(self) -> list[Any]:
-        return [self.keep]
+        from trainlab.training.progress import EpochLines
+
+        return [self.keep, EpochLines(label="refit")]  # its epochs show as lines among the study's
 
     def after_run(self, result) -> None:
         log_model(self.tracking_uri, result.run_id, self.keep.model, self.keep.example)
@@ -76,10 +128,14 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
     # An optimizer section injected as the instance's configure_optimizers (training/build.py) is training
     # wiring, not part of the model, and a bound partial does not unpickle: the class's own method stays.
     vars(model).pop("configure_optimizers", None)
+    pytorch_logger = logging.getLogger("mlflow.pytorch")
+    if not any(isinstance(f, _PickleIsIntended) for f in pytorch_logger.filters):
+        pytorch_logger.addFilter(_PickleIsIntended())
     mlflow.set_tracking_uri(tracking_uri)  # MLflow's model logging works through its fluent, active-run API
     with mlflow.start_run(run_id=run_id):
         # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
-        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics.
+        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics
+        # (MLflow's warning about it is filtered: _PickleIsIntended).
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
         mlflow.pytorch.log_model(model.cpu().eval(), name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
 

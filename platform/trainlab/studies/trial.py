@@ -146,7 +146,11 @@ class TrialRole(Role):
         return cls(_attach(fields) if is_rank_zero() else None, metric=fields["metric"], report=fields.get("report", True))
 
     def callbacks(self) -> list[Any]:
-        return [TrialPruning(self.trial, self.metric, self.report)]
+        from trainlab.training.progress import EpochLines
+
+        # A line per epoch, labelled with the trial, whatever the terminal: workers share it (training/progress.py).
+        label = f"trial {self.trial.number}" if self.trial is not None else ""
+        return [TrialPruning(self.trial, self.metric, self.report), EpochLines(label=label)]
 
     def on_run_created(self, run_id: str) -> None:
         self.trial.set_user_attr(MLFLOW_RUN_ATTR, run_id)

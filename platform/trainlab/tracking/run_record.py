@@ -38,6 +38,13 @@ class RunRecord:
         self.tracking_uri = tracking_uri
         self.ended = False
         self.heartbeat = heartbeat  # keeps the run's heartbeat tag fresh until it ends (see tracking.reaper)
+        self._system_metrics = None  # MLflow's sampler, when the run asked for system metrics
+
+    def log_system_metrics(self) -> None:
+        """Sample MLflow's system metrics (``system/*``) until the run ends (``tracking.system_metrics``)."""
+        from trainlab.tracking.system_metrics import SystemMetrics
+
+        self._system_metrics = SystemMetrics.start(self.run_id, self.tracking_uri)
 
     @classmethod
     def create(
@@ -136,6 +143,9 @@ class RunRecord:
             return
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self._system_metrics is not None:  # its last samples are written while the run is still RUNNING
+            self._system_metrics.stop()
+            self._system_metrics = None
         if reason:
             from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 

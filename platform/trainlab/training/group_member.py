@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     follow_the_group()
     launch = json.loads(Path(args.launch).read_text())
+    if launch.get("progress_path"):  # the group's output is a log file: the epoch lines go to the launcher
+        import os
+
+        from trainlab.training.progress import PROGRESS_FILE_ENV
+
+        os.environ[PROGRESS_FILE_ENV] = launch["progress_path"]
     import torch
 
     torch.set_num_threads(launch["threads"])

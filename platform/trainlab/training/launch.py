@@ -117,6 +117,7 @@ def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role
 
     from trainlab.tracking.end_run import end_mlflow_run
     from trainlab.training.processes import keep_output, output_tail, processes_for, run_as_group
+    from trainlab.training.progress import relay_progress
 
     ranks = processes_for(config.section("trainer"))
     threads = max(1, torch.get_num_threads() // ranks)  # this process's share of the cores, split over ranks
@@ -133,7 +134,9 @@ def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role
             "threads": threads,
             "resume": asdict(resume) if resume else None,
         }
-        code, log_path = run_as_group(GROUP_MEMBER_MODULE, launch_file, Path(folder), role.log_name)
+        launch_file["progress_path"] = str(Path(folder) / "progress.txt")
+        with relay_progress(Path(launch_file["progress_path"])):  # rank 0's epoch lines, as they come
+            code, log_path = run_as_group(GROUP_MEMBER_MODULE, launch_file, Path(folder), role.log_name)
         run_id = run_id_path.read_text() if run_id_path.exists() else None
         keep_output(uri, run_id, log_path)
         if run_id and on_run_created:

@@ -65,6 +65,7 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
 
     from trainlab.diagnostics import diagnostic_callbacks
     from trainlab.training.resume import ResumeCheckpoint
+    from trainlab.training.progress import with_live_progress
 
     arguments = build.trainer_arguments(config)
     callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model) + extra_callbacks
@@ -91,6 +92,7 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
         callbacks.append(ResumeCheckpoint())
     if checkpoint_dir is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch", log_momentum=True))
+    callbacks, arguments["enable_progress_bar"] = with_live_progress(callbacks, arguments.get("enable_progress_bar"), monitor)
     try:
         root = arguments.pop("default_root_dir", None)
         trainer = L.Trainer(**arguments, callbacks=callbacks, logger=False, default_root_dir=checkpoint_dir or root or os.getcwd())

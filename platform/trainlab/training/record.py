@@ -22,7 +22,7 @@ def create_record(config: RunConfig, uri: str, parent_run_id: str | None, tags: 
 
     tracking = config.tracking
     all_tags = {"trainlab.version": trainlab.__version__, **(tracking.get("tags") or {}), **(tags or {})}
-    return RunRecord.create(
+    record = RunRecord.create(
         uri,
         experiment=tracking["experiment"],
         run_name=tracking.get("run_name"),
@@ -31,6 +31,9 @@ def create_record(config: RunConfig, uri: str, parent_run_id: str | None, tags: 
         description=tracking.get("description"),
         owned=True,
     )
+    if tracking.get("system_metrics"):
+        record.log_system_metrics()
+    return record
 
 
 def attach_logger(trainer, record: RunRecord):
