@@ -114,3 +114,50 @@ def test_resume_refuses_an_unknown_run_and_a_finished_one_in_one_line(tmp_path):
         assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert "--resume" in lines[0] and run_id in lines[0] and expected in lines[0], lines
     assert len(client.search_runs([client.get_experiment_by_name("resume").experiment_id])) == 1
+
+
+def test_a_trial_whose_worker_was_killed_is_continued_by_the_next_worker_in_the_same_run(tmp_path):
+    import optuna
+    import yaml
+    from mlflow import MlflowClient
+
+    from trainlab.studies.storage import open_storage
+
+    document = yaml.safe_load(EXPERIMENT)
+    document["study"] = {"name": "continue", "metric": "val/acc", "direction": "maximize", "n_trials": 2,
+                         "sampler": {"type": "random", "seed": 0}, "pruner": "none"}
+    document["search_space"] = {"model.init_args.dropout": {"low": 0.1, "high": 0.3}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    journal = str(tmp_path / "optuna_journal.log")
+
+    first = _trainlab(tmp_path, "study", "study.yaml", wait=False)
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.2)
+        if not os.path.exists(journal):
+            continue
+        trials = optuna.load_study(study_name="continue", storage=open_storage(journal)).get_trials()
+        run_id = trials[0].user_attrs.get("mlflow_run_id") if trials else None
+        if run_id and (tmp_path / "checkpoints" / run_id / "resume.ckpt").exists() and len(trials[0].intermediate_values) >= 3:
+            victim = trials[0]
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+
+    again = _trainlab(tmp_path, "study", "study.yaml")
+    assert again.returncode == 0, again.stderr
+    assert "continuing trial 0 at epoch" in again.stderr
+
+    trials = optuna.load_study(study_name="continue", storage=open_storage(journal)).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"], "continued, not failed and replaced"
+    assert trials[0].params == victim.params and trials[0].user_attrs["mlflow_run_id"] == victim.user_attrs["mlflow_run_id"]
+    assert sorted(trials[0].intermediate_values) == list(range(30)), "every epoch reported once"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trial_runs = [r for r in runs if r.data.tags.get("trainlab.kind") == "trial"]
+    assert len(trial_runs) == 2 and all(r.info.status == "FINISHED" for r in runs), [(r.info.run_id, r.info.status) for r in runs]
+    continued = next(r for r in trial_runs if r.info.run_id == victim.user_attrs["mlflow_run_id"])
+    assert continued.data.tags["trainlab.resumed"].startswith("1 times")
+    steps = [m.step for m in client.get_metric_history(continued.info.run_id, "val/acc")]
+    assert sorted(steps) == list(range(30))

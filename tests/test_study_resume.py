@@ -56,8 +56,11 @@ def test_trials_of_dead_workers_are_failed_and_their_runs_ended(workdir, trackin
 
 
 @pytest.mark.integration
-def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli, tracking_uri):
-    """The issue's acceptance test: kill -9 during a trial, re-run, nothing completed is lost or duplicated."""
+def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli, tracking_uri, monkeypatch):
+    """The issue's acceptance test: kill -9 during a trial, re-run, nothing completed is lost or duplicated.
+    The killed trial has no resume checkpoint yet, so it is failed and replaced (with one, it is continued:
+    tests/test_resume.py)."""
+    monkeypatch.setenv("TRAINLAB_CHECKPOINT_EVERY_S", "100000")
     import optuna
 
     from trainlab.studies.storage import open_storage

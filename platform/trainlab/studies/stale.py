@@ -69,3 +69,30 @@ def reap_dead_trials(study, storage, tracking_uri: str) -> list[int]:
         reap_run(tracking_uri, trial.user_attrs.get("mlflow_run_id"), reason)
         reaped.append(trial.number)
     return reaped
+
+def adopt_a_dead_trial(study, storage, tracking_uri: str):
+    """A RUNNING trial whose worker died and whose run kept a resume checkpoint, now claimed by this process
+    (call under the study's claim lock): ``(trial id, ResumeFrom)``, or None. The next worker continues
+    it with the same parameters in the same MLflow run instead of failing and replacing it; a trial that
+    died before its first checkpoint is left to :func:`reap_dead_trials`."""
+    import time
+
+    from optuna.trial import TrialState
+
+    from trainlab.errors import InputError
+    from trainlab.training.resume import resume_point
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = death_reason(trial)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if reason is None or not run_id:
+            continue
+        reap_run(tracking_uri, run_id, REAPED_PREFIX + reason)  # the run's owner is gone too: KILLED until resumed
+        try:
+            resume = resume_point(tracking_uri, run_id)
+        except InputError:
+            continue  # no checkpoint (yet): failed and replaced
+        storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR, worker_identity())
+        storage.set_trial_user_attr(trial._trial_id, HEARTBEAT_ATTR, time.time())
+        return trial._trial_id, resume
+    return None

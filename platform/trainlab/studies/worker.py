@@ -48,7 +48,7 @@ def run_worker(settings: WorkerSettings) -> None:
     from trainlab.studies.progress import ProgressPrinter
     from trainlab.studies.pruners import build_pruner
     from trainlab.studies.quiet import quiet_for_studies
-    from trainlab.studies.stale import reap_dead_trials
+    from trainlab.studies.stale import adopt_a_dead_trial, reap_dead_trials
     from trainlab.studies.storage import ClaimLock
     from trainlab.studies.trial import context_for, execute_trial
 
@@ -61,8 +61,18 @@ def run_worker(settings: WorkerSettings) -> None:
     progress = ProgressPrinter(spec.metric, settings.n_trials, settings.jobs, settings.deadline)
     while settings.deadline is None or time.time() < settings.deadline:
         with lock.held():
+            adopted = adopt_a_dead_trial(study, storage, settings.tracking_uri)
             reap_dead_trials(study, storage, settings.tracking_uri)
-            trial, stop = _next_trial(study, spec, settings.n_trials)
+            trial, stop = _next_trial(study, spec, settings.n_trials) if adopted is None else (None, None)
+        if adopted is not None:  # a dead worker's trial, continued from its checkpoint in the same run
+            import optuna
+
+            trial_id, resume = adopted
+            trial = optuna.trial.Trial(study, trial_id)
+            print(f"trainlab: continuing trial {trial.number} at epoch {resume.epoch} (its worker died)", file=sys.stderr, flush=True)
+            frozen = execute_trial(study, trial, context, resume=resume)
+            progress.trial_finished(study, frozen)
+            continue
         if stop is not None:
             if stop:
                 print(f"trainlab: study {spec.name}: {stop}", file=sys.stderr, flush=True)
