@@ -65,13 +65,26 @@ def _best_weights(client, run_id: str):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical(tmp_path):
+# The MLP above, and a CNN with batch norm (running statistics: state outside the parameters) on the same data.
+CNN_MODEL = """\
+model:
+  class_path: CNNClassifier
+  init_args: {channels: [8, 16], hidden_size: 32, dropout: 0.2, batch_norm: true}
+"""
+MODELS = {
+    "mlp": EXPERIMENT,
+    "cnn": EXPERIMENT.replace(EXPERIMENT[EXPERIMENT.index("model:"):EXPERIMENT.index("data:")], CNN_MODEL).replace("max_epochs: 30", "max_epochs: 12"),
+}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical(tmp_path, model):
     import torch
     from mlflow import MlflowClient
 
     from trainlab.reproduce.recorded import metric_histories
 
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    (tmp_path / "exp.yaml").write_text(MODELS[model])
     whole = _trainlab(tmp_path, "train", "exp.yaml")
     assert whole.returncode == 0, whole.stderr
 
