@@ -30,6 +30,7 @@ def _experiment(folder, epochs: int, study: bool = False):
     document["trainer"]["max_epochs"] = epochs
     if study:
         document["study"]["n_trials"] = 2
+        document["study"]["jobs"] = 1  # one worker: its trials' lines in order
     else:
         document.pop("study")
         document.pop("search_space")

@@ -233,3 +233,26 @@ def test_the_gpus_a_trial_needs_come_from_the_option_or_the_file():
     assert trial_gpu_count({"devices": 2, "strategy": "ddp"}, None) == 2, "a file asking for 2 GPUs gets slots of 2"
     assert trial_gpu_count({"devices": "auto"}, None) is None, "auto: whatever the worker's slot holds"
     assert trial_gpu_count({"devices": 2, "accelerator": "cpu"}, 2) == 0, "CPU trials pin no GPUs"
+
+
+def test_study_jobs_is_a_count_or_auto():
+    import os
+
+    from trainlab.config.experiment import Experiment
+    from trainlab.errors import ConfigError
+    from trainlab.studies.spec import load_study_spec
+    from trainlab.studies.worker import auto_jobs
+
+    def _spec(study):
+        run = {k: v for k, v in DEMO.items() if k not in ("study", "search_space")}
+        return load_study_spec(Experiment(run=run, study=study, search_space=DEMO["search_space"]), check_run=False)
+
+    assert _spec({**DEMO["study"], "jobs": 3}).jobs == 3
+    assert _spec({**DEMO["study"], "jobs": "auto"}).jobs == "auto"
+    assert _spec({k: v for k, v in DEMO["study"].items() if k != "jobs"}).jobs == 1
+    for bad in (0, "many", True, 1.5):
+        with pytest.raises(ConfigError) as error:
+            _spec({**DEMO["study"], "jobs": bad})
+        assert error.value.key == "study.jobs" and "auto" in error.value.message
+    assert auto_jobs(0, []) == len(os.sched_getaffinity(0))  # CPU trials: a worker per core
+    assert auto_jobs(2, ["0", "1", "2", "3"]) == 2 and auto_jobs(None, ["0", "1"]) == 2  # GPU trials: a worker per slot

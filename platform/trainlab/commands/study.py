@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. trainer.max_epochs=5 study.n_trials=10")
     parser.add_argument("--n-trials", type=int, default=None, help="total trials to reach (complete + pruned; failed ones are replaced)")
     parser.add_argument("--timeout", default=None, help="time budget for this invocation: seconds, or 90s, 10m, 2h")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes sharing the study storage (default 1)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="parallel worker processes sharing the study storage (default: study.jobs, else 1)")
     parser.add_argument("--devices-per-trial", type=int, default=None, metavar="K",
                         help="devices each trial trains on (trainer.devices=K; DDP when K > 1); each worker gets K GPUs "
                         "of its own via CUDA_VISIBLE_DEVICES; on CPU, K processes per trial")
@@ -84,7 +85,7 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     from trainlab.studies.storage import check_study_stores, resolve_storage_url
     from trainlab.tracking.store import resolve_tracking_uri
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
     if args.devices_per_trial is not None and args.devices_per_trial < 1:
         raise ConfigError("--devices-per-trial", args.devices_per_trial, "an integer >= 1")
@@ -103,6 +104,10 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     pick = _pick_rule(args, spec)
     trial_trainer = resolve_run_config(as_trained.run).section("trainer")
     gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
+    if args.jobs is None:
+        from trainlab.studies.worker import auto_jobs
+
+        args.jobs = auto_jobs(gpus_per_trial, visible_gpus()) if spec.jobs == "auto" else spec.jobs
     gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)

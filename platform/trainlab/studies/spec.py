@@ -14,7 +14,7 @@ from trainlab.studies.pruners import PRUNERS, build_pruner
 from trainlab.studies.samplers import SAMPLERS, build_sampler
 from trainlab.studies.search_space import SearchSpace, apply_params, parse_search_space
 
-STUDY_KEYS = ("name", "metric", "direction", "metrics", "constraints", "n_trials", "timeout", "sampler", "pruner", "retry_failed")
+STUDY_KEYS = ("name", "metric", "direction", "metrics", "constraints", "n_trials", "timeout", "sampler", "pruner", "retry_failed", "jobs")
 DEFAULT_SAMPLER = "tpe"
 DEFAULT_PRUNER = "median"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -53,6 +53,7 @@ class StudySpec:
     max_epochs: int | None = None
     objectives: tuple[Objective, ...] = ()  # every objective in order; the first is metric/direction
     constraints: tuple[Constraint, ...] = ()
+    jobs: int | str = 1  # worker processes: a number, or "auto" (see trainlab.studies.worker.auto_jobs); --jobs wins
 
     @property
     def is_multi_objective(self) -> bool:
@@ -115,6 +116,9 @@ def load_study_spec(
     retry = section.get("retry_failed", 0)
     if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
         raise ConfigError("study.retry_failed", retry, "an integer >= 0 (how many times to re-run a failed trial)")
+    jobs = section.get("jobs", 1)
+    if jobs != "auto" and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ConfigError("study.jobs", jobs, "an integer >= 1, or auto (one worker per CPU core, or per GPU slot)")
     study_name = name or section.get("name") or base.tracking["experiment"]
     if not isinstance(study_name, str) or not study_name.strip():
         raise ConfigError("study.name", study_name, "a non-empty name")
@@ -139,6 +143,7 @@ def load_study_spec(
         max_epochs=base.document["trainer"].get("max_epochs"),
         objectives=objectives,
         constraints=constraints,
+        jobs=jobs,
     )
     build_sampler(spec.sampler, space)
     build_pruner(spec.pruner, spec.max_epochs)

@@ -194,6 +194,16 @@ def _relay(stream, target) -> None:
         target.flush()
 
 
+def auto_jobs(gpus_per_trial: int | None, visible_gpus: list[str]) -> int:
+    """``study.jobs: auto``: one worker per GPU slot for GPU trials, else one per usable CPU core (each worker
+    then trains with one torch thread: a small model's step is mostly Python, and one thread per core beats
+    threads that wait on each other; a compute-bound model loses nothing)."""
+    per_trial = 1 if gpus_per_trial is None else gpus_per_trial  # None: a trial takes what its slot holds
+    if per_trial > 0 and visible_gpus:
+        return max(1, len(visible_gpus) // per_trial)
+    return max(1, _usable_cores())
+
+
 def _usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
