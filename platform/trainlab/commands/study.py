@@ -166,6 +166,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.errors import ConfigError
     from trainlab.studies.parent_run import end_parent_run
     from trainlab.studies.report import write_study_report
+    from trainlab.studies.best_test import evaluate_best_trial_on_test
     from trainlab.studies.stale import reap_dead_trials
     from trainlab.studies.storage import public_url
     from trainlab.studies.worker import WorkerSettings, run_workers
@@ -229,6 +230,10 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     else:
         print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
         print(f"best params: {summary.best_params}")
+    tested = evaluate_best_trial_on_test(study, uri)  # trials never saw the test set; the best one is tested once, now
+    if tested:
+        number, metrics = tested
+        print(f"best trial {number} tested: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
     _draw_completed_trials_pictures(study, spec, uri)
     if args.refit_best:
         from trainlab.studies.refit import model_uri, refit_best, register_model
