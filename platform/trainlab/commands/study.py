@@ -104,7 +104,7 @@ def _open_or_resume(plan: StudyPlan):
 
 
 def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> None:
-    from trainlab.studies.storage import public_url
+    from trainlab.secrets import mask_uri
 
     spec = plan.spec
     budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
@@ -116,7 +116,7 @@ def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> 
     if plan.gpu_slots:
         workers += f" on GPUs {' | '.join(plan.gpu_slots)}"
     print(f"study {spec.name}: {spec.direction} {spec.metric}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
-    print(f"storage: {public_url(plan.storage_url)}\ntracking: {plan.tracking_uri}  (parent run {parent_run_id})", flush=True)
+    print(f"storage: {mask_uri(plan.storage_url)}\ntracking: {mask_uri(plan.tracking_uri)}  (parent run {parent_run_id})", flush=True)
 
 
 def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str) -> int:
@@ -125,7 +125,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.studies.parent_run import end_parent_run
     from trainlab.studies.report import write_study_report
     from trainlab.studies.stale import reap_dead_trials
-    from trainlab.studies.storage import public_url
+    from trainlab.secrets import mask_uri
     from trainlab.studies.worker import WorkerSettings, run_workers
 
     spec, uri = plan.spec, plan.tracking_uri
@@ -179,7 +179,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
 
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
         print(f"refit model: {model_uri(refit.run_id)}  (mlflow.pytorch.load_model)")
-    print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(plan.storage_url)}")
+    print(f"browse: trainlab ui --tracking-uri {mask_uri(uri)} --storage {mask_uri(plan.storage_url)}")
     return code
 
 

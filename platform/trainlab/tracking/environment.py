@@ -25,10 +25,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trainlab.secrets import mask_argv, mask_text
+
 # Packages whose version can change the numbers a run produces; any other package is recorded too,
 # but a change there is reported without breaking the expectation of an exact reproduction.
 KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "mlflow", "optuna", "trainlab")
 EXACT, STATISTICAL = "exact", "statistical"
+# The only environment variables whose values a run records (they steer threads, devices, hashing and
+# determinism). Any other variable may hold a credential (MLFLOW_TRACKING_PASSWORD, PGPASSWORD, a token)
+# and is never recorded. Documented in the README.
+RECORDED_ENVIRONMENT_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PL_SEED_WORKERS",
+    "PL_GLOBAL_SEED",
+)
 
 
 def capture_environment(trainer=None, *, seed: int | None = None, code_of: Iterable[Any] = ()) -> tuple[dict[str, Any], str]:
@@ -57,11 +71,17 @@ def capture_environment(trainer=None, *, seed: int | None = None, code_of: Itera
         "code_repos": repos,
         "determinism": _determinism(torch, trainer),
         "distributed": _distributed(trainer),
-        "argv": sys.argv,
+        "argv": mask_argv(sys.argv),
+        "environment_variables": recorded_environment_variables(),
     }
     label, reasons = reproducibility(environment)
     environment["reproducibility"] = {"label": label, "reasons": reasons}
     return environment, diff
+
+
+def recorded_environment_variables() -> dict[str, str]:
+    """The values of :data:`RECORDED_ENVIRONMENT_VARIABLES` that are set; nothing else from the environment."""
+    return {name: mask_text(os.environ[name]) for name in RECORDED_ENVIRONMENT_VARIABLES if name in os.environ}
 
 
 def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
