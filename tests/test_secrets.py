@@ -221,3 +221,21 @@ def test_pgpassword_instead_of_a_password_in_the_url(workdir, cli, tracking_uri,
     assert not _files_containing(workdir, (PASSWORD,))
     assert PASSWORD not in _mlflow_params_and_tags(tracking_uri)
     assert PASSWORD not in _optuna_attributes(storage)
+
+
+# --- an experiment file is code: reproduce says what it will import ----------------------------------------
+
+
+@pytest.mark.integration
+def test_reproduce_dry_run_lists_the_class_paths_before_importing(cli, fast_digits, mlflow_client):
+    trained = cli("train", fast_digits, "trainer.max_epochs=1")
+    assert trained.code == 0, trained
+    run_id = trained.out.split("run ", 1)[1].split()[0]
+    result = cli("reproduce", run_id, "--dry-run")
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    imports = next(i for i, line in enumerate(lines) if line.startswith("imports ("))
+    assert imports < next(i for i, line in enumerate(lines) if line.startswith("reproduce run")), result.out
+    assert "model: " in lines[imports] and "MLPClassifier" in lines[imports], lines[imports]
+    assert "data: " in lines[imports] and "Digits" in lines[imports], lines[imports]
+    assert "optimizer: torch.optim.Adam" in lines[imports], lines[imports]

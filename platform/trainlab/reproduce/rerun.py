@@ -101,7 +101,12 @@ def reproduce(
     """
     from trainlab.reproduce.report import audit_table
 
+    from trainlab.class_paths import class_paths_in
+
     original = load_recorded(client, run_id, workdir=workdir)
+    # Said before anything is imported: a run's config names code to run, and the store may not be yours.
+    imports = ", ".join(f"{key}: {path}" for key, path in class_paths_in(original.config)) or "none"
+    say(f"imports (the config's class paths; reproduce only runs from stores you trust): {imports}")
     config = rerun_config(original)
     say(f"reproduce {original.describe()}")
     if original.status != "FINISHED":
