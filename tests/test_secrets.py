@@ -239,3 +239,54 @@ def test_reproduce_dry_run_lists_the_class_paths_before_importing(cli, fast_digi
     assert "model: " in lines[imports] and "MLPClassifier" in lines[imports], lines[imports]
     assert "data: " in lines[imports] and "Digits" in lines[imports], lines[imports]
     assert "optimizer: torch.optim.Adam" in lines[imports], lines[imports]
+
+
+# --- the servers trainlab starts get their stores outside argv ----------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_ui_servers_get_the_storage_password_outside_their_command_lines(tmp_path, password_database):
+    """`trainlab ui --storage postgresql://role:PASSWORD@...`: mlflow server and optuna-dashboard answer, and
+    neither shows the password in ps; the terminal shows it masked."""
+    import signal
+    import socket
+    import urllib.request
+
+    from mlflow.tracking import MlflowClient
+
+    role = password_database
+    storage = f"postgresql://{role}:{PASSWORD}@127.0.0.1:5432/{role}"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri).create_experiment("browse")  # `trainlab ui` never creates a store
+    import optuna
+
+    optuna.create_study(study_name="browse", storage=storage)  # optuna-dashboard reads an existing storage
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    ports = [free_port(), free_port()]
+    command = [str(TRAINLAB), "ui", "--tracking-uri", tracking_uri, "--storage", storage, "--port", str(ports[0]), "--dashboard-port", str(ports[1])]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    leaked, answered = {}, set()
+    try:
+        deadline = time.monotonic() + 240
+        while len(answered) < 2 and time.monotonic() < deadline and process.poll() is None:
+            leaked.update({pid: args for pid, args in _processes_showing((PASSWORD,)).items() if pid != process.pid})
+            for port, probe in zip(ports, ("/health", "/")):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe}", timeout=2):
+                        answered.add(port)
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        leaked.update({pid: args for pid, args in _processes_showing((PASSWORD,)).items() if pid != process.pid})
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    assert answered == set(ports), out
+    assert not leaked, f"servers started by trainlab show the password in ps: {leaked}"
+    assert f"{role}:***@127.0.0.1:5432/{role}" in out and PASSWORD not in out, out
