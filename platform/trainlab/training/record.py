@@ -101,6 +101,7 @@ def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: di
     import torch
 
     from trainlab.diagnostics.spec import DiagnosticsSpec
+    from trainlab.training.checkpoints import load_own_checkpoint
     from trainlab.tracking.plots import curve_panels, learning_curves_figure
 
     checkpoint = prepared.checkpoint
@@ -112,7 +113,7 @@ def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: di
         record.log_figure(learning_curves_figure(history, panels=panels), "plots/learning_curves.png")
     if checkpoint is not None and checkpoint.best_model_path:
         # Weights only, as plain tensors and numbers: loadable with torch.load(..., weights_only=True).
-        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        saved = load_own_checkpoint(checkpoint.best_model_path)
         weights = {
             "state_dict": saved["state_dict"],
             "epoch": int(saved.get("epoch", -1)),
