@@ -56,6 +56,11 @@ class Audit:
             return STATISTICAL
         return EXACT
 
+    def causes(self) -> list[str]:
+        """Each difference that may change the numbers, as ``what changed (what to do)``: the causes a MISMATCH
+        line names. User code files are named by the caller (see :attr:`edited_user_files`)."""
+        return [cause for d in self.differences if d.effect != INFO and not d.aspect.startswith(USER_CODE) and (cause := _cause(d))]
+
     def verdict(self) -> str:
         """One line: what the re-run can be expected to give, and why."""
         if self.blocking:
@@ -256,6 +261,33 @@ def _packages(environment: dict[str, Any]) -> dict[str, str]:
 def _section(recorded: dict, now: dict, section: str, keys: tuple[str, ...], effect: str) -> list[Difference]:
     old, new = recorded.get(section) or {}, now.get(section) or {}
     return [Difference(f"{section}: {key}", _show(old.get(key)), _show(new.get(key)), effect) for key in keys if old.get(key) != new.get(key)]
+
+
+def _cause(d: Difference) -> str | None:
+    """One difference as a cause with its remedy, e.g. ``torch 2.5.0 -> 2.6.0 (pip install torch==2.5.0)``."""
+    section, _, what = d.aspect.partition(": ")
+    if section == "packages" and what == "python":
+        return f"python {d.recorded} -> {d.now} (run with Python {d.recorded})"
+    if section == "packages":
+        remedy = f"pip install {what}=={d.recorded}" if d.recorded != "-" else f"pip uninstall {what}"
+        return f"{what} {d.recorded} -> {d.now} ({remedy})"
+    if section == "code" and what.endswith(" commit"):
+        return f"code of {what.removesuffix(' commit')} at {d.now}, the run used {d.recorded} (git checkout {d.recorded})"
+    if section == "code" and what.endswith(" uncommitted changes"):
+        return f"uncommitted changes in {what.removesuffix(' uncommitted changes')} differ: {d.recorded} then, {d.now} now (git apply the run's code.diff artifact)"
+    if d.aspect == "hardware: torch_threads":
+        return f"torch threads {d.recorded} -> {d.now} (OMP_NUM_THREADS={d.recorded})"
+    if d.aspect == "distributed: world_size":
+        return f"world size {d.recorded} -> {d.now} (train on {d.recorded} processes)"
+    if section in ("hardware", "distributed", "determinism"):
+        return f"{section} {what} {d.recorded} -> {d.now}"
+    if section == "data":
+        return f"data {what or ''} differ: {d.recorded} then, {d.now} now (use the data the run used)".replace("data  ", "data ")
+    if section == "config":
+        return f"config.yaml edited at {what}: {d.recorded} when run, {d.now} now (restore it: the params keep what ran)"
+    if section == "config resolves differently":
+        return f"{what} now resolves to {d.now}, was {d.recorded} ({what}={d.recorded})"
+    return f"{d.aspect}: {d.recorded} -> {d.now}"
 
 
 def _changes(repo: dict[str, Any]) -> str:

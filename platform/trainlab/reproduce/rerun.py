@@ -53,7 +53,38 @@ class Reproduction:
             reasons.append(audit_now.verdict().removeprefix("cannot match: "))
         if not self.comparison.matches:
             reasons.append(self.comparison.summary())
-        return "MISMATCH: " + "; ".join(reasons)
+        return "MISMATCH: " + "; ".join(reasons) + self._causes(audit_now)
+
+    def _causes(self, audit_now: Audit) -> str:
+        """What the audit found that explains a mismatch, each with what to do; else why none could be named."""
+        causes = [] if audit_now.blocking else audit_now.causes()  # blocking ones are named above already
+        if causes:
+            text = f". Causes found by the audit: {'; '.join(causes)}"
+        elif audit_now.blocking or audit_now.edited_user_files or self.failure:
+            return ""
+        elif audit_now.recorded_label != EXACT:
+            why = "; ".join(audit_now.recorded_reasons) or "not recorded as exact"
+            text = f". No difference found by the audit; the run was recorded as {audit_now.recorded_label or 'unlabelled'} ({why}), so one re-run may differ by chance (trainlab confirm measures the spread over seeds)"
+        else:
+            text = ". No difference found by the audit: a source of nondeterminism trainlab does not know of"
+        gap = _largest_gap(self.comparison)
+        if gap is not None and not audit_now.blocking:
+            text += f"; or accept the gap with --tolerance {gap:.2g}"
+        return text
+
+
+def _largest_gap(comparison: Comparison | None) -> float | None:
+    """The tolerance that would have accepted every compared value (relative above 1, as ``within`` counts)."""
+    import math
+
+    if comparison is None:
+        return None
+    gaps = []
+    for metric in comparison.metrics:
+        if math.isfinite(metric.largest_gap) and metric.largest_gap > 0:
+            scale = max(1.0, abs(metric.final_a or 0.0))
+            gaps.append(metric.largest_gap / scale * 1.01)
+    return max(gaps) if gaps else None
 
 
 def rerun_config(recorded: RecordedRun, *, seed: int | None = None, run_name: str | None = None, workdir: str | None = None):

@@ -28,8 +28,10 @@ from typing import Any
 from trainlab.secrets import mask_argv, mask_text
 
 # Packages whose version can change the numbers a run produces; any other package is recorded too,
-# but a change there is reported without breaking the expectation of an exact reproduction.
-KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "mlflow", "optuna", "trainlab")
+# but a change there is reported without breaking the expectation of an exact reproduction. Tracking and
+# search (mlflow, optuna, cmaes, optuna-dashboard) record and choose configs; they compute nothing a run
+# trains on, so they are not here.
+KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "trainlab")
 EXACT, STATISTICAL = "exact", "statistical"
 # The only environment variables whose values a run records (they steer threads, devices, hashing and
 # determinism). Any other variable may hold a credential (MLFLOW_TRACKING_PASSWORD, PGPASSWORD, a token)
