@@ -1,0 +1,182 @@
+"""Issue 19, reproduce verdicts: each perturbation gives its verdict, names its cause and remedy, and its exit code."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from trainlab.reproduce.audit import EXACTNESS, INFO, audit
+from trainlab.reproduce.compare import compare_histories
+from trainlab.reproduce.confirmation import ConfigConfirmation, confirmation_table
+from trainlab.reproduce.rerun import Reproduction
+from trainlab.tracking.environment import capture_environment
+
+DATA = {"train": {"sha256": "a" * 64, "samples": 1222}}
+ORIGINAL = {"val/loss": [(0, 0.5), (1, 0.4)], "val/acc": [(0, 0.80), (1, 0.85)]}
+DRIFTED = {"val/loss": [(0, 0.5), (1, 0.43)], "val/acc": [(0, 0.80), (1, 0.84)]}
+
+
+@pytest.fixture(scope="module")
+def environment():
+    import lightning as L
+
+    L.seed_everything(7, workers=True, verbose=False)
+    trainer = L.Trainer(deterministic=True, logger=False, enable_checkpointing=False, accelerator="cpu", devices=1)
+    env, _ = capture_environment(trainer, seed=7)
+    return env
+
+
+def _mismatch(recorded, now) -> str:
+    before = audit({}, recorded, DATA, now, DATA)
+    comparison = compare_histories(ORIGINAL, DRIFTED, 0.0)
+    return Reproduction(original=None, before=before, tolerance=0.0, comparison=comparison).verdict()
+
+
+def test_a_numeric_package_is_named_with_the_pip_install_that_restores_it(environment):
+    now = copy.deepcopy(environment)
+    recorded_torch = environment["packages"]["torch"]
+    now["packages"]["torch"] = "9.9.9"
+    verdict = _mismatch(environment, now)
+    assert verdict.startswith("MISMATCH: curves diverge from epoch 1"), verdict
+    assert f"torch {recorded_torch} -> 9.9.9 (pip install torch=={recorded_torch})" in verdict
+    assert "--tolerance 0.03" in verdict  # the largest gap, 0.43 - 0.4
+
+
+@pytest.mark.parametrize("package", ["mlflow", "optuna", "cmaes", "optuna-dashboard"])
+def test_tracking_and_search_packages_are_no_reason(environment, package):
+    recorded, now = copy.deepcopy(environment), copy.deepcopy(environment)
+    recorded["all_packages"][package] = "1.0.0"
+    recorded["packages"].pop(package, None)
+    now["all_packages"][package] = "2.0.0"
+    now["packages"].pop(package, None)
+    result = audit({}, recorded, DATA, now, DATA)
+    assert [d.effect for d in result.differences] == [INFO] and result.expectation == "exact"
+    assert result.causes() == []
+    assert "No difference found by the audit" in _mismatch(recorded, now)
+
+
+def test_an_older_record_listing_mlflow_among_its_packages_is_no_reason_either(environment):
+    recorded, now = copy.deepcopy(environment), copy.deepcopy(environment)
+    recorded["packages"]["mlflow"], now["packages"]["mlflow"] = "2.0.0", "3.0.0"
+    assert audit({}, recorded, DATA, now, DATA).expectation == "exact"
+
+
+def test_a_code_commit_threads_and_world_size_are_named_with_their_remedies(environment):
+    now = copy.deepcopy(environment)
+    repo = dict(environment["code_repos"][0]) if environment["code_repos"] else {"name": "repo", "root": "/r"}
+    recorded = copy.deepcopy(environment)
+    recorded["code_repos"] = [{**repo, "commit": "a" * 40, "diff_sha256": None}]
+    now["code_repos"] = [{**repo, "commit": "b" * 40, "diff_sha256": None}]
+    recorded["hardware"]["torch_threads"], now["hardware"]["torch_threads"] = 4, 2
+    recorded["distributed"]["world_size"], now["distributed"]["world_size"] = 2, 1
+    verdict = _mismatch(recorded, now)
+    assert f"git checkout {'a' * 10}" in verdict, verdict
+    assert "torch threads 4 -> 2 (OMP_NUM_THREADS=4)" in verdict
+    assert "world size 2 -> 1 (train on 2 processes)" in verdict
+
+
+def test_no_cause_found_says_so(environment):
+    verdict = _mismatch(environment, copy.deepcopy(environment))
+    assert "No difference found by the audit" in verdict and "--tolerance" in verdict, verdict
+
+
+def test_confirm_never_shows_an_accuracy_interval_above_one():
+    confirmation = ConfigConfirmation(1, "3", "run", 0.99, seeds=[1, 2, 3], values=[0.999, 0.95, 1.0], metric="val/acc")
+    assert confirmation.mean + confirmation.half_width > 1  # the t-interval itself would pass 1
+    low, high = confirmation.interval
+    assert high == 1.0 and 0 <= low < confirmation.mean
+    row = confirmation_table([confirmation], "val/acc").text()
+    assert "[" in row and all(float(x) <= 1.0 for x in re.findall(r"\[([0-9.]+), ([0-9.]+)\]", row)[0])
+    loss = ConfigConfirmation(1, "3", "run", 0.1, seeds=[1, 2, 3], values=[1.5, 0.9, 2.4], metric="val/loss")
+    assert loss.interval[1] == loss.mean + loss.half_width  # a loss is not a fraction: no clipping
+
+
+# --- with real runs ----------------------------------------------------------------------------------------
+
+
+def _train(cli, path, *overrides) -> str:
+    result = cli("train", path, "trainer.max_epochs=2", *overrides)
+    assert result.code == 0, result
+    return re.search(r"run ([0-9a-f]{32}) FINISHED", result.out).group(1)
+
+
+@pytest.mark.integration
+def test_diff_exits_1_when_runs_differ_and_0_for_the_same_run(cli, fast_digits):
+    a = _train(cli, fast_digits)
+    b = _train(cli, fast_digits, "model.init_args.dropout=0.3")
+    differ = cli("diff", a, b)
+    assert differ.code == 1, differ
+    assert differ.out.strip().splitlines()[-1] == "differ: config, metrics"
+    same = cli("diff", a, a)
+    assert same.code == 0, same
+    assert same.out.strip().splitlines()[-1].startswith("same: ")
+
+
+@pytest.mark.integration
+def test_a_config_artifact_edited_where_no_param_shows_it_is_caught_by_its_hash(cli, fast_digits, mlflow_client):
+    import yaml
+
+    run_id = _train(cli, fast_digits)
+    run = mlflow_client.get_run(run_id)
+    assert len(run.data.tags["trainlab.config_sha256"]) == 64
+    config_file = Path(urlparse(run.info.artifact_uri).path) / "config.yaml"
+    document = yaml.safe_load(config_file.read_text())
+    document["tracking"]["tags"] = {"note": "edited later"}  # the tracking section is no param
+    config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = cli("reproduce", run_id, "--dry-run")
+    assert result.code == 1, result
+    row = next(line for line in result.out.splitlines() if "config: config.yaml" in line)
+    assert "(edited)" in row and "different experiment" in row
+    assert "verdict: cannot match: config.yaml was edited after the run" in result.out
+
+
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, text=True).stdout.strip()
+
+
+TWEAKED = '''
+import torch
+
+from trainlab.models import MLPClassifier
+
+
+class Tweaked(MLPClassifier):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.mul_(SCALE)
+'''
+
+
+@pytest.mark.integration
+def test_a_committed_code_change_is_named_with_the_commit_to_check_out(cli, workdir, fast_digits, monkeypatch):
+    """A clone whose code moved on by a commit: the re-run differs, and the verdict says `git checkout <sha>`."""
+    monkeypatch.syspath_prepend(str(workdir))
+    (workdir / ".gitignore").write_text("mlflow.db\nmlruns/\n*.yaml\n__pycache__/\n")
+    (workdir / "tweaked.py").write_text(TWEAKED.replace("SCALE", "1.0"))
+    _git(workdir, "init", "-q")
+    _git(workdir, "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    _git(workdir, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "first")
+    first = _git(workdir, "rev-parse", "HEAD")
+    run_id = _train(cli, fast_digits, "model.class_path=tweaked.Tweaked")
+
+    (workdir / "tweaked.py").write_text(TWEAKED.replace("SCALE", "0.5"))
+    _git(workdir, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "second")
+    import importlib
+    import sys
+
+    from trainlab.tracking.environment import forget_process_environment
+
+    importlib.reload(sys.modules["tweaked"])  # this process imported the first version
+    forget_process_environment()  # and read the git state once: as a new `trainlab reproduce` process would
+    result = cli("reproduce", run_id)
+    assert result.code == 1, result
+    mismatch = next(line for line in result.out.splitlines() if line.startswith("MISMATCH"))
+    assert "tweaked.py" in mismatch, mismatch
+    assert f"git checkout {first[:10]}" in mismatch, mismatch
