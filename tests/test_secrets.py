@@ -290,3 +290,62 @@ def test_ui_servers_get_the_storage_password_outside_their_command_lines(tmp_pat
     assert answered == set(ports), out
     assert not leaked, f"servers started by trainlab show the password in ps: {leaked}"
     assert f"{role}:***@127.0.0.1:5432/{role}" in out and PASSWORD not in out, out
+
+
+# --- a real MLflow tracking server given a URI with credentials ---------------------------------------------
+
+
+@pytest.mark.integration
+def test_tracking_server_uri_with_credentials_is_written_nowhere(tmp_path):
+    """`trainlab study --jobs 2 --tracking-uri http://me:PASSWORD@127.0.0.1:PORT` against a real `mlflow server`
+    (started by `trainlab server`, no auth app: Flask-WTF, which MLflow's basic-auth app needs, is not installed,
+    so the server accepts and ignores the credentials the client sends): the password shows nowhere."""
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server_dir, study_dir = tmp_path / "server", tmp_path / "study"
+    server_dir.mkdir()
+    study_dir.mkdir()
+    env = {**os.environ, "MY_TOKEN": PLANTED, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server = subprocess.Popen(
+        [str(TRAINLAB), "server", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}", "--artifacts-destination",
+         str(server_dir / "artifacts"), "--port", str(port), "--workers", "1"],
+        cwd=server_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    needles = (PASSWORD, PLANTED)
+    uri = f"http://me:{PASSWORD}@127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.5)
+        command = [str(TRAINLAB), "study", str(_study_file(study_dir, n_trials=3)), "--jobs", "2", "--tracking-uri", uri]
+        process = subprocess.Popen(command, cwd=study_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        leaked = {}
+        while process.poll() is None:
+            leaked.update({pid: args for pid, args in _processes_showing(needles).items() if pid != process.pid})
+            time.sleep(0.2)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, (out[-3000:], err[-3000:])
+        assert not leaked, leaked
+        assert f"http://me:***@127.0.0.1:{port}" in out, out
+        assert not [n for n in needles if n in out + err], (out[-3000:], err[-3000:])
+        runs = all_runs(f"http://127.0.0.1:{port}")
+        assert len([r for r in runs if r.data.tags.get("trainlab.kind") == "trial"]) == 3
+        assert not [n for n in needles if n in _mlflow_params_and_tags(f"http://127.0.0.1:{port}")]
+        # links in run descriptions point at the server without the user part
+        assert all(f"me:" not in (r.data.tags.get("mlflow.note.content") or "") for r in runs)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server_out, _ = server.communicate(timeout=60)
+    assert not [n for n in needles if n in server_out]
+    assert not _files_containing(tmp_path, needles)

@@ -140,8 +140,11 @@ def check_database_server(url: str, *, key: str) -> None:
 
 
 def _check_tracking_server(uri: str, key: str) -> None:
+    from trainlab.secrets import without_credentials
+
+    # urllib takes user:password@ for part of the host name; the health probe needs no login anyway.
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S):
+        with urllib.request.urlopen(without_credentials(uri).rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answers; MLflow reports what it does not like with its own message
