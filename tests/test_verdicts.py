@@ -180,3 +180,22 @@ def test_a_committed_code_change_is_named_with_the_commit_to_check_out(cli, work
     mismatch = next(line for line in result.out.splitlines() if line.startswith("MISMATCH"))
     assert "tweaked.py" in mismatch, mismatch
     assert f"git checkout {first[:10]}" in mismatch, mismatch
+
+
+@pytest.mark.integration
+def test_the_recorded_torch_thread_count_is_restored_for_the_re_run_and_said(cli, fast_digits):
+    import torch
+
+    own = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        run_id = _train(cli, fast_digits)
+        torch.set_num_threads(2)
+        result = cli("reproduce", run_id)
+        assert torch.get_num_threads() == 2, "the command puts the process's own count back"
+    finally:
+        torch.set_num_threads(own)
+    assert result.code == 0, result
+    assert "note: torch threads set to 1 as recorded (this process had 2)" in result.out
+    assert "hardware: torch_threads" not in result.out  # restored: no longer a difference
+    assert "MATCH: all" in result.out

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,8 +131,6 @@ def reproduce(
     Tolerance: ``None`` means bit-identical when an exact reproduction is expected, else
     :data:`STATISTICAL_TOLERANCE`.
     """
-    from trainlab.reproduce.report import audit_table
-
     from trainlab.class_paths import class_paths_in
 
     original = load_recorded(client, run_id, workdir=workdir)
@@ -142,6 +141,33 @@ def reproduce(
     say(f"reproduce {original.describe()}")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
+    with recorded_threads(original.environment, say):
+        return _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say)
+
+
+@contextlib.contextmanager
+def recorded_threads(environment: dict[str, Any] | None, say: Callable[[str], Any]):
+    """Train with the torch thread count the run had (it splits CPU reductions, so it changes the last bits),
+    and say so; a run of several processes sets each rank's threads itself, so it is left alone."""
+    import torch
+
+    hardware = (environment or {}).get("hardware") or {}
+    recorded, current = hardware.get("torch_threads"), torch.get_num_threads()
+    one_process = ((environment or {}).get("distributed") or {}).get("world_size", 1) in (1, None)
+    if not isinstance(recorded, int) or recorded < 1 or recorded == current or not one_process:
+        yield
+        return
+    say(f"note: torch threads set to {recorded} as recorded (this process had {current})")
+    torch.set_num_threads(recorded)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(current)
+
+
+def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say) -> Reproduction:
+    from trainlab.reproduce.report import audit_table
+
     now_environment, now_data = state_now(config)
     before = audit(
         original.config,
