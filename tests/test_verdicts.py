@@ -199,3 +199,26 @@ def test_the_recorded_torch_thread_count_is_restored_for_the_re_run_and_said(cli
     assert "note: torch threads set to 1 as recorded (this process had 2)" in result.out
     assert "hardware: torch_threads" not in result.out  # restored: no longer a difference
     assert "MATCH: all" in result.out
+
+
+@pytest.mark.integration
+def test_a_config_that_no_longer_resolves_is_explained_by_the_package_that_changed(cli, fast_digits, mlflow_client):
+    """A run recorded with another Lightning, whose config names a Trainer argument this Lightning lacks:
+    exit 2, and the one line names the Lightning versions and the pip install that restores the run's."""
+    import json
+
+    import yaml
+
+    run_id = _train(cli, fast_digits)
+    folder = Path(urlparse(mlflow_client.get_run(run_id).info.artifact_uri).path)
+    environment = json.loads((folder / "environment.json").read_text())
+    environment["packages"]["lightning"] = environment["all_packages"]["lightning"] = "1.9.5"
+    (folder / "environment.json").write_text(json.dumps(environment))
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["trainer"]["resume_from_checkpoint"] = None  # a Trainer argument Lightning 2 removed
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = cli("reproduce", run_id, "--dry-run")
+    assert result.code == 2, result
+    line = result.err.strip()
+    assert line.count("\n") == 0 and "resume_from_checkpoint" in line, line
+    assert "lightning 1.9.5 -> " in line and "(pip install lightning==1.9.5)" in line, line

@@ -263,6 +263,11 @@ def _section(recorded: dict, now: dict, section: str, keys: tuple[str, ...], eff
     return [Difference(f"{section}: {key}", _show(old.get(key)), _show(new.get(key)), effect) for key in keys if old.get(key) != new.get(key)]
 
 
+def package_causes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Numeric packages (and Python) that differ, each as a cause with its ``pip install``."""
+    return [cause for d in environment_differences(recorded, now) if d.aspect.startswith("packages: ") and d.effect == EXACTNESS and (cause := _cause(d))]
+
+
 def _cause(d: Difference) -> str | None:
     """One difference as a cause with its remedy, e.g. ``torch 2.5.0 -> 2.6.0 (pip install torch==2.5.0)``."""
     section, _, what = d.aspect.partition(": ")

@@ -137,7 +137,10 @@ def reproduce(
     # Said before anything is imported: a run's config names code to run, and the store may not be yours.
     imports = ", ".join(f"{key}: {path}" for key, path in class_paths_in(original.config)) or "none"
     say(f"imports (the config's class paths; reproduce only runs from stores you trust): {imports}")
-    config = rerun_config(original)
+    try:
+        config = rerun_config(original)
+    except ConfigError as exc:  # a config that no longer resolves: say first whether the packages moved on
+        raise _explained_by_packages(exc, original) from None
     say(f"reproduce {original.describe()}")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
@@ -163,6 +166,20 @@ def recorded_threads(environment: dict[str, Any] | None, say: Callable[[str], An
         yield
     finally:
         torch.set_num_threads(current)
+
+
+def _explained_by_packages(exc: ConfigError, original: RecordedRun) -> ConfigError:
+    """``exc`` with the numeric packages that changed since the run, and how to get them back, as its hint."""
+    from trainlab.reproduce.audit import package_causes
+    from trainlab.tracking.environment import capture_environment
+
+    if not original.environment:
+        return exc
+    causes = package_causes(original.environment, capture_environment(None)[0])
+    if not causes:
+        return exc
+    hint = f"packages changed since the run, the likely cause: {'; '.join(causes)}"
+    return ConfigError(exc.key, exc.value, exc.expected, hint=f"{exc.hint}; {hint}" if exc.hint else hint)
 
 
 def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say) -> Reproduction:
