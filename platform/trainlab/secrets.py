@@ -1,9 +1,11 @@
 """Credentials stay where they were typed: the one masking function for everything trainlab prints or records.
 
-A URI may carry a password (``postgresql://me:PASSWORD@db/optuna``, ``http://me:PASSWORD@mlflow:5000``), and
-a few environment variables hold one (``MLFLOW_TRACKING_PASSWORD``, ``PGPASSWORD``, ...). Before a URI, an
-argv, an error message, a tag, a param, an Optuna attribute or an artifact leaves trainlab, it passes through
-:func:`mask_text` (or :func:`mask_uri` for one URI): the password becomes ``***``, the rest stays readable.
+A URI may carry a password (``postgresql://me:PASSWORD@db/optuna``, ``http://me:PASSWORD@mlflow:5000``).
+Before a URI, an argv, an error message, a tag, a param, an Optuna attribute or an artifact leaves trainlab,
+it passes through :func:`mask_text` (or :func:`mask_uri` for one URI): the password becomes ``***``, the rest
+stays readable. Environment variables (``MLFLOW_TRACKING_PASSWORD``, ``PGPASSWORD``, ...) are not searched
+for: their values are never recorded (see ``RECORDED_ENVIRONMENT_VARIABLES`` in tracking/environment.py), and
+replacing a value such as ``postgres`` wherever it appears would garble ordinary text.
 
 Example::
 
@@ -17,30 +19,16 @@ or in ``ps`` either) are MLflow's ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
-# Environment variables whose value is a credential: never recorded, and masked wherever it shows up.
-SECRET_ENVIRONMENT_VARIABLES = (
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-    "PGPASSWORD",
-    "MYSQL_PWD",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_ACCESS_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-)
 # scheme://user:password@ : the password is anything up to the last "@" before the host (no spaces).
 _USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s'\"]*):(?P<password>[^\s'\"]*?)@(?=[^@\s'\"]*(?:[/\s'\"?#]|$))")
 # ...?password=...&token=... in a query string, or password=... in a libpq connection string
 _QUERY_SECRET = re.compile(r"(?P<head>(?:(?<=[?&\s])|^)(?:password|passwd|pwd|token|access_token|secret|api_key|apikey)=)(?P<value>[^&\s'\"#]+)", re.IGNORECASE)
-_SHORTEST_SECRET = 4  # a shorter environment value ("1", "yes") would mask ordinary words
 
 
 def mask_uri(uri: str) -> str:
@@ -49,14 +37,11 @@ def mask_uri(uri: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with every URI password and the value of every secret environment variable replaced by ``***``."""
+    """``text`` with every URI password (and ``password=`` value) replaced by ``***``."""
     if not isinstance(text, str) or not text:
         return text
     masked = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
-    masked = _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", masked)
-    for value in _secret_values():
-        masked = masked.replace(value, MASK)
-    return masked
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}{MASK}", masked)
 
 
 def without_credentials(uri: str) -> str:
@@ -78,11 +63,6 @@ def mask_argv(argv: Iterable[str]) -> list[str]:
 def mask_values(values: dict[str, Any]) -> dict[str, Any]:
     """A mapping (tags, params, attributes) with every string value through :func:`mask_text`."""
     return {key: mask_text(value) if isinstance(value, str) else value for key, value in values.items()}
-
-
-def _secret_values() -> list[str]:
-    values = {os.environ.get(name, "") for name in SECRET_ENVIRONMENT_VARIABLES}
-    return sorted((v for v in values if len(v) >= _SHORTEST_SECRET), key=len, reverse=True)
 
 
 class MaskedStream:
