@@ -222,3 +222,18 @@ def test_a_config_that_no_longer_resolves_is_explained_by_the_package_that_chang
     line = result.err.strip()
     assert line.count("\n") == 0 and "resume_from_checkpoint" in line, line
     assert "lightning 1.9.5 -> " in line and "(pip install lightning==1.9.5)" in line, line
+
+
+@pytest.mark.parametrize("then, now", [
+    ("git@github.com:me/proj.git", "https://github.com/me/proj"),
+    ("https://github.com/me/proj.git", "https://github.com/a-fork/proj/"),
+])
+def test_a_commit_in_a_clone_whose_remote_is_written_differently_is_caught(environment, then, now):
+    repo = {"root": "/src/proj", "branch": "main", "dirty": False, "diff_sha256": None, "diff_files": [], "untracked": []}
+    recorded, current = copy.deepcopy(environment), copy.deepcopy(environment)
+    recorded["code_repos"] = [{**repo, "name": then, "commit": "a" * 40}]
+    current["code_repos"] = [{**repo, "name": now, "commit": "b" * 40}]
+    result = audit({}, recorded, DATA, current, DATA)
+    row = next(d for d in result.differences if d.aspect == "code: proj commit")
+    assert row.effect == EXACTNESS and result.expectation == "statistical"
+    assert f"git checkout {'a' * 10}" in _mismatch(recorded, current)

@@ -243,10 +243,20 @@ def _split_diff(diff: str) -> dict[str, str]:
 
 
 def _repos(environment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Repositories by the name of the project, not by how its remote is written: a clone over ssh
+    (``git@host:me/proj.git``), over https (``https://host/me/proj``) or a fork (``.../you/proj``) is the
+    same ``proj``, and its commits and diffs are what is compared."""
     repos = environment.get("code_repos")
     if repos is None:  # recorded before trainlab kept one entry per repository
         repos = [environment["git"]] if (environment.get("git") or {}).get("commit") else []
-    return {repo.get("name") or repo.get("root") or "repository": repo for repo in repos}
+    return {project_name(repo.get("name") or repo.get("root") or "repository"): repo for repo in repos}
+
+
+def project_name(remote_or_folder: str) -> str:
+    """``proj`` for ``git@github.com:me/proj.git``, ``https://github.com/you/proj/``, ``/home/me/proj``."""
+    text = remote_or_folder.strip().rstrip("/")
+    text = text.removesuffix(".git")
+    return text.replace(":", "/").rsplit("/", 1)[-1] or remote_or_folder
 
 
 def _packages(environment: dict[str, Any]) -> dict[str, str]:
