@@ -237,3 +237,21 @@ def test_a_commit_in_a_clone_whose_remote_is_written_differently_is_caught(envir
     row = next(d for d in result.differences if d.aspect == "code: proj commit")
     assert row.effect == EXACTNESS and result.expectation == "statistical"
     assert f"git checkout {'a' * 10}" in _mismatch(recorded, current)
+
+
+def test_an_absent_key_and_a_null_one_are_the_same_setting():
+    from trainlab.reproduce.audit import config_differences
+
+    assert config_differences({"seed_everything": None, "model": {"x": [1, 2]}}, {"model": {"x": [1, 2]}}) == []
+    assert config_differences({"seed_everything": None}, {"seed_everything": 3}) == [("seed_everything", None, 3)]
+
+
+@pytest.mark.integration
+def test_an_unseeded_run_audits_without_a_phantom_seed_row_or_lightning_banner(cli, fast_digits):
+    run_id = _train(cli, fast_digits, "seed_everything=false")
+    result = cli("reproduce", run_id, "--dry-run")
+    assert result.code == 0, result
+    assert "config resolves differently: seed_everything" not in result.out, result.out
+    assert "audit: recorded vs now: no differences" in result.out
+    assert "GPU available" not in result.out + result.err and "💡" not in result.out + result.err, result.out
+    assert "verdict: only statistical reproduction expected: recorded as statistical (no seed" in result.out

@@ -121,7 +121,19 @@ def state_now(config) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from trainlab.tracking.user_code import add_user_code
     from trainlab.training.prepare import prepare_run
 
-    prepared = prepare_run(config)
+    import logging
+
+    from trainlab.training.quiet import quiet_lightning
+
+    # The set-up is only looked at: Lightning's banner ("GPU available: ...", tips) would land in the verdict.
+    quiet_lightning()
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = banner.level
+    banner.setLevel(logging.WARNING)
+    try:
+        prepared = prepare_run(config)
+    finally:
+        banner.setLevel(level)
     environment, _ = capture_environment(prepared.trainer, seed=prepared.config.seed, code_of=(type(prepared.model), prepared.datamodule))
     add_user_code(environment, prepared.model, prepared.datamodule)
     return environment, data_fingerprint(prepared.datamodule)
@@ -137,7 +149,8 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, 
     rows = []
     for key in sorted(set(flat_a) | set(flat_b)):
         old, new = flat_a.get(key, missing), flat_b.get(key, missing)
-        if old != new:
+        unset = (None, missing)  # absent and null are the same setting: no phantom seed row for an unseeded run
+        if old != new and not (old in unset and new in unset):
             rows.append((key, None if old is missing else old, None if new is missing else new))
     return rows
 
