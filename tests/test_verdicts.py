@@ -255,3 +255,18 @@ def test_an_unseeded_run_audits_without_a_phantom_seed_row_or_lightning_banner(c
     assert "audit: recorded vs now: no differences" in result.out
     assert "GPU available" not in result.out + result.err and "💡" not in result.out + result.err, result.out
     assert "verdict: only statistical reproduction expected: recorded as statistical (no seed" in result.out
+
+
+def test_a_package_shadowed_by_a_folder_on_the_path_is_recorded_as_such(tmp_path):
+    """A ``scipy/`` folder in the working directory is what `import scipy` runs: recorded, not the installed version."""
+    import sys
+
+    (tmp_path / "scipy").mkdir()
+    (tmp_path / "scipy" / "__init__.py").write_text("__version__ = 'local'\n")
+    script = "import json; from trainlab.tracking.environment import capture_environment; print(json.dumps(capture_environment(None)[0]['packages']))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    import json
+
+    packages = json.loads(out.stdout.strip().splitlines()[-1])
+    assert packages["scipy"].endswith(f"shadowed by {(tmp_path / 'scipy').resolve()}"), packages
+    assert "shadowed" not in packages["torch"] and "shadowed" not in packages["trainlab"], packages

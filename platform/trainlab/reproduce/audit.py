@@ -296,6 +296,8 @@ def _cause(d: Difference) -> str | None:
     section, _, what = d.aspect.partition(": ")
     if section == "packages" and what == "python":
         return f"python {d.recorded} -> {d.now} (run with Python {d.recorded})"
+    if section == "packages" and "shadowed by" in f"{d.recorded} {d.now}":
+        return f"{what} {d.recorded} -> {d.now} (import {what} from where the run did)"
     if section == "packages":
         remedy = f"pip install {what}=={d.recorded}" if d.recorded != "-" else f"pip uninstall {what}"
         return f"{what} {d.recorded} -> {d.now} ({remedy})"

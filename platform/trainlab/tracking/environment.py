@@ -16,6 +16,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import json
 import os
 import platform
 import subprocess
@@ -130,7 +131,7 @@ def _process_facts() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in KEY_PACKAGES},
+        "packages": {name: _imported_version(name) for name in KEY_PACKAGES},
         "all_packages": installed_packages(),
         "hardware": _static_hardware(torch),
     }
@@ -211,6 +212,33 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+def _imported_version(name: str) -> str | None:
+    """The installed version, unless the code Python imports under that name is a folder elsewhere on
+    ``sys.path`` (a ``numpy/`` in the working directory): then that folder is what ran, and is recorded."""
+    version = _version(name)
+    if version is None:
+        return None
+    import importlib.util
+
+    try:
+        dist = metadata.distribution(name)
+        if json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+            return version  # an editable install runs from its source folder by design
+        spec = importlib.util.find_spec(_IMPORT_NAMES.get(name, name))
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
+        return version
+    origin = spec.origin if spec and spec.origin else next(iter(spec.submodule_search_locations or []), None) if spec else None
+    if origin is None:
+        return version
+    site = Path(str(dist.locate_file(""))).resolve()
+    if site in Path(origin).resolve().parents:
+        return version
+    return f"{version} shadowed by {Path(origin).resolve().parent}"
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
