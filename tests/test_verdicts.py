@@ -270,3 +270,42 @@ def test_a_package_shadowed_by_a_folder_on_the_path_is_recorded_as_such(tmp_path
     packages = json.loads(out.stdout.strip().splitlines()[-1])
     assert packages["scipy"].endswith(f"shadowed by {(tmp_path / 'scipy').resolve()}"), packages
     assert "shadowed" not in packages["torch"] and "shadowed" not in packages["trainlab"], packages
+
+
+CSV_DATAMODULE = """
+import numpy as np
+import torch
+
+from trainlab.datamodules import InMemoryDataModule
+
+
+class CsvDigits(InMemoryDataModule):
+    def __init__(self, path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+
+    def load_splits(self):
+        table = np.loadtxt(self.path, delimiter=",", dtype=np.float32)
+        x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1]).long()
+        train, test = self._carve((x, y), 0.2)
+        return {"train": train, "test": test}
+"""
+
+
+@pytest.mark.integration
+def test_a_relative_data_path_reproduces_from_another_working_directory(cli, workdir, fast_digits, tracking_uri, monkeypatch, tmp_path_factory):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    monkeypatch.syspath_prepend(str(workdir))
+    (workdir / "csv_rel_digits.py").write_text(CSV_DATAMODULE)
+    digits = load_digits()
+    np.savetxt(workdir / "digits.csv", np.column_stack([digits.data, digits.target]), delimiter=",", fmt="%g")
+    run_id = _train(cli, fast_digits, "data.class_path=csv_rel_digits.CsvDigits", "data.init_args={path: digits.csv, batch_size: 64}")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    result = cli("reproduce", run_id, "--tracking-uri", tracking_uri)
+    assert result.code == 0, result
+    assert f"note: data.init_args.path relative to the run's working directory: re-running from {workdir}" in result.out
+    assert "MATCH: all" in result.out
+    assert Path.cwd() == elsewhere

@@ -144,7 +144,7 @@ def reproduce(
     say(f"reproduce {original.describe()}")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
-    with recorded_threads(original.environment, say):
+    with recorded_threads(original.environment, say), recorded_folder(original, say):
         return _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say)
 
 
@@ -166,6 +166,34 @@ def recorded_threads(environment: dict[str, Any] | None, say: Callable[[str], An
         yield
     finally:
         torch.set_num_threads(current)
+
+
+@contextlib.contextmanager
+def recorded_folder(original: RecordedRun, say: Callable[[str], Any]):
+    """Re-run from the run's own working directory when a relative path in its data section names a file
+    there but nothing here (``path: data/train.csv`` reproduced from another folder); the config is unchanged."""
+    import os
+    from pathlib import Path
+
+    from trainlab.tracking.run_record import flatten
+
+    there = (original.environment or {}).get("cwd")
+    if not there or not Path(there).is_dir() or Path(there).resolve() == Path.cwd().resolve():
+        yield
+        return
+    data = flatten((original.config or {}).get("data") or {}, "data.")
+    relative = [key for key, value in data.items() if isinstance(value, str) and value and "://" not in value
+                and not os.path.isabs(value) and not os.path.exists(value) and os.path.exists(os.path.join(there, value))]
+    if not relative:
+        yield
+        return
+    say(f"note: {', '.join(relative)} relative to the run's working directory: re-running from {there}")
+    here = os.getcwd()
+    os.chdir(there)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def _explained_by_packages(exc: ConfigError, original: RecordedRun) -> ConfigError:

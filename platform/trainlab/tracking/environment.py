@@ -75,6 +75,7 @@ def capture_environment(trainer=None, *, seed: int | None = None, code_of: Itera
         "determinism": _determinism(torch, trainer),
         "distributed": _distributed(trainer),
         "argv": mask_argv(sys.argv),
+        "cwd": os.getcwd(),  # relative paths in the config (data files) mean something only from here
         "environment_variables": recorded_environment_variables(),
     }
     label, reasons = reproducibility(environment)
