@@ -309,3 +309,14 @@ def test_a_relative_data_path_reproduces_from_another_working_directory(cli, wor
     assert f"note: data.init_args.path relative to the run's working directory: re-running from {workdir}" in result.out
     assert "MATCH: all" in result.out
     assert Path.cwd() == elsewhere
+
+
+def test_a_statistical_verdict_says_it_rests_on_one_re_run(environment):
+    from trainlab.reproduce.rerun import STATISTICAL_TOLERANCE
+
+    before = audit({}, environment, DATA, copy.deepcopy(environment), DATA)
+    close = compare_histories(ORIGINAL, ORIGINAL, STATISTICAL_TOLERANCE)
+    verdict = Reproduction(original=None, before=before, tolerance=STATISTICAL_TOLERANCE, comparison=close).verdict()
+    assert verdict.startswith("MATCH: ") and "one re-run against the default tolerance 0.02" in verdict
+    given = Reproduction(original=None, before=before, tolerance=STATISTICAL_TOLERANCE, comparison=close, tolerance_given=True)
+    assert "one re-run" not in given.verdict()

@@ -33,6 +33,7 @@ class Reproduction:
     after: Audit | None = None
     comparison: Comparison | None = None
     failure: str | None = None  # the re-run ended FAILED/KILLED: why
+    tolerance_given: bool = False  # --tolerance, rather than the default for the expectation
 
     @property
     def matches(self) -> bool:
@@ -44,7 +45,7 @@ class Reproduction:
             return "audit only (--dry-run)"
         audit_now = self.after or self.before
         if self.matches:
-            return f"MATCH: {self.comparison.summary()}"
+            return f"MATCH: {self.comparison.summary()}{self._one_rerun()}"
         reasons = []
         if audit_now.edited_user_files:
             reasons.append(f"user code differs from the run's: {', '.join(audit_now.edited_user_files)}")
@@ -54,7 +55,13 @@ class Reproduction:
             reasons.append(audit_now.verdict().removeprefix("cannot match: "))
         if not self.comparison.matches:
             reasons.append(self.comparison.summary())
-        return "MISMATCH: " + "; ".join(reasons) + self._causes(audit_now)
+        return "MISMATCH: " + "; ".join(reasons) + self._one_rerun() + self._causes(audit_now)
+
+    def _one_rerun(self) -> str:
+        """Said whenever the verdict rests on one re-run and the default statistical tolerance, not a spread."""
+        if self.tolerance_given or self.tolerance != STATISTICAL_TOLERANCE:
+            return ""
+        return f" [one re-run against the default tolerance {STATISTICAL_TOLERANCE:g}, not a spread of seeds: trainlab confirm measures that]"
 
     def _causes(self, audit_now: Audit) -> str:
         """What the audit found that explains a mismatch, each with what to do; else why none could be named."""
@@ -224,7 +231,7 @@ def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run,
         now_config=config.document,
     )
     chosen = tolerance if tolerance is not None else (0.0 if before.expectation == EXACT else STATISTICAL_TOLERANCE)
-    result = Reproduction(original, before, chosen)
+    result = Reproduction(original, before, chosen, tolerance_given=tolerance is not None)
     say(audit_table(before).text())
     say(f"verdict: {before.verdict()}")
     if dry_run:
