@@ -36,7 +36,7 @@ def test_runs_differing_in_learning_rate(cli, workdir, fast_digits):
     b = _train(cli, fast_digits, "optimizer.init_args.lr=0.02")
 
     result = cli("diff", a, b, "--html", "diff.html")
-    assert result.code == 0, result
+    assert result.code == 1, result  # issue 19: runs that differ exit 1, as diff(1) does
     config_rows = result.out.split("config keys that differ:")[1].split("\n\n")[0].split("environment")[0]
     changed = [line.split()[0] for line in config_rows.strip().splitlines()[1:]]
     assert changed == ["optimizer.init_args.lr"]

@@ -128,6 +128,9 @@ def test_trials_are_nested_runs_with_their_outcome_and_the_parent_reports(workdi
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pytorch.load_model(f"runs:/{refit.info.run_id}/model")
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    # Issue 19: pt2 where torch.export traces the module, else pickle with the reason on the run.
+    form = refit.data.tags["trainlab.model_format"]
+    assert form == "pt2" or form.startswith("pickle: torch.export could not trace the module ("), form
 
 
 @pytest.mark.integration

@@ -167,11 +167,13 @@ def test_list_choices_come_back_as_lists():
 
 
 def test_default_storage_sits_next_to_the_sqlite_store(tmp_path):
-    from trainlab.studies.storage import default_storage_url, public_url, resolve_storage_url
+    from trainlab.secrets import mask_uri
+    from trainlab.studies.storage import default_storage_url, resolve_storage_url
 
     assert default_storage_url(f"sqlite:///{tmp_path}/sub/mlflow.db") == str(tmp_path / "sub" / "optuna_journal.log")
     assert resolve_storage_url("postgresql://u:secret@db:5432/optuna", "sqlite:///mlflow.db") == "postgresql://u:secret@db:5432/optuna"
-    assert public_url("postgresql://u:secret@db:5432/optuna") == "postgresql://u@db:5432/optuna"
+    # Issue 19: credentials are masked as user:***@host (public_url dropped the password; mask_uri replaced it).
+    assert mask_uri("postgresql://u:secret@db:5432/optuna") == "postgresql://u:***@db:5432/optuna"
 
 
 UNLAUNCHABLE = [

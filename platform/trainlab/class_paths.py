@@ -44,3 +44,22 @@ def init_parameters(cls: type) -> tuple[set[str], bool]:
             break
         open_ended = True
     return names, open_ended
+
+
+def class_paths_in(document: Any, key: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, class path)`` of every ``class_path`` in a config document: what loading it will import
+    and run (an experiment file is code). Example::
+
+        class_paths_in({"model": {"class_path": "MLPClassifier"}})   # [("model", "MLPClassifier")]
+    """
+    found: list[tuple[str, str]] = []
+    if isinstance(document, dict):
+        if isinstance(document.get("class_path"), str):
+            found.append((key or "(top level)", document["class_path"]))
+        for name, value in document.items():
+            found += class_paths_in(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            found += class_paths_in(value, f"{key}[{index}]")
+    return found
+

@@ -72,6 +72,13 @@ def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from trainlab.secrets import masked_terminal
+
+    with masked_terminal():  # no password typed in a URI reaches the terminal, from us or from a library
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:

@@ -35,6 +35,13 @@ from trainlab.errors import ConfigError
 
 # Metric names ending in one of these are better when higher; any other name is better when lower.
 HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "iou", "dice", "auc", "auroc", "r2", "precision", "recall", "ap")
+# ... and of those, the ones that are fractions: an interval around their mean never leaves [0, 1].
+FRACTION_METRICS = ("acc", "accuracy", "f1", "iou", "dice", "auc", "auroc", "precision", "recall", "ap")
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take, by its name: ``[0, 1]`` for accuracy, F1, IoU, ...; else unbounded."""
+    return (0.0, 1.0) if metric.lower().endswith(FRACTION_METRICS) else (float("-inf"), float("inf"))
 
 
 @runtime_checkable

@@ -36,7 +36,9 @@ class InputError(Exception):
         line = f"{self.key}: {'; '.join(details)}" if details else self.key
         if self.hint:
             line += f" ({self.hint})"
-        return line
+        from trainlab.secrets import mask_text
+
+        return mask_text(line)  # a bad URI is named, its password is not
 
     def fields(self) -> dict[str, Any]:
         """The constructor's arguments, to raise the same error elsewhere (e.g. across a process group)."""

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         )
         confirmations = []
         for rank, trial in enumerate(recorded, start=1):
-            confirmation = ConfigConfirmation(rank, trial.tags.get("trainlab.trial", "?"), trial.run_id, study.value(trial.run))
+            confirmation = ConfigConfirmation(rank, trial.tags.get("trainlab.trial", "?"), trial.run_id, study.value(trial.run), metric=study.metric)
             for seed in seeds:
                 _confirm_seed(client, uri, study, trial, confirmation, seed)
             confirmations.append(confirmation)

@@ -1,6 +1,8 @@
 """Explain why two tracked runs differ: config keys, environment, code, data fingerprints, and where their curves diverge.
 
 Plain text in the terminal; --html FILE writes the same report as one self-contained page (images inline).
+Exit 0: the runs are the same (config, data, code, numeric packages, hardware and every metric); exit 1: they
+differ, as with diff(1); exit 2: bad input (an unknown run).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from trainlab.errors import ConfigError
-    from trainlab.reproduce.audit import changed_files, config_differences, data_differences, environment_differences
+    from trainlab.reproduce.audit import INFO, changed_files, config_differences, data_differences, environment_differences
     from trainlab.reproduce.compare import compare_histories
     from trainlab.reproduce.recorded import config_edits, load_recorded, open_store
     from trainlab.reproduce.report import Table, comparison_table, curves_figure, figure_png, html_page
@@ -39,39 +41,47 @@ def run(args: argparse.Namespace) -> int:
         b = load_recorded(client, resolve_run_reference(client, args.run_b), required=(), workdir=workdir)
 
     lines = [f"A: {a.describe()}", f"B: {b.describe()}"]
+    differ: list[str] = []  # what differs, for the last line and the exit code
     tables = []
     edits = [[name, key, _show(logged), _show(edited)] for name, run in (("A", a), ("B", b)) for key, logged, edited in config_edits(run)]
     if edits:
+        differ.append("config.yaml edited")
         tables.append(Table("config.yaml edited after the run (params keep what ran)", ["run", "key", "param", "config.yaml"], edits))
     if a.config is None or b.config is None:
         lines.append(f"config: not recorded for {'A' if a.config is None else 'B'}")
     else:
         rows = [[key, _show(old), _show(new)] for key, old, new in config_differences(a.config, b.config)]
+        differ += ["config"] if rows else []
         tables.append(Table("config keys that differ", ["key", "A", "B"], rows, empty="identical (tracking section aside)"))
     if a.environment is None or b.environment is None:
         lines.append(f"environment: not recorded for {'A' if a.environment is None else 'B'}")
     else:
-        rows = [[d.aspect, d.recorded, d.now, d.effect] for d in environment_differences(a.environment, b.environment)]
+        differences = environment_differences(a.environment, b.environment)
+        rows = [[d.aspect, d.recorded, d.now, d.effect] for d in differences]
+        differ += sorted({d.aspect.split(":")[0] for d in differences if d.effect != INFO})
         tables.append(Table("environment and code", ["aspect", "A", "B", "effect"], rows, empty="identical"))
         files = changed_files(a.code_diff, b.code_diff)
         if files:
             shown = [[f] for f in files[:MAX_FILES]] + ([[f"... and {len(files) - MAX_FILES} more"]] if len(files) > MAX_FILES else [])
             tables.append(Table("files whose uncommitted changes differ", ["file"], shown))
     rows = [[d.aspect, d.recorded, d.now] for d in data_differences(a.data_fingerprint, b.data_fingerprint)]
+    differ += ["data"] if any(d.effect != INFO for d in data_differences(a.data_fingerprint, b.data_fingerprint)) else []
     tables.append(Table("data fingerprints", ["split", "A", "B"], rows, empty="identical in every split"))
     comparison = compare_histories(a.histories, b.histories, 0.0)
     tables.append(comparison_table(comparison, ("A", "B")))
     lines.append(_curves_line(comparison))
+    differ += [] if comparison.identical else ["metrics"]
+    lines.append(f"differ: {', '.join(differ)}" if differ else "same: config, data, code, numeric packages, hardware and every metric")
 
     print("\n".join(lines[:2]))
     for table in [*tables[:-1], comparison_table(comparison, ("A", "B"), brief=True)]:
         print(table.text())
-    print(lines[-1])
+    print("\n".join(lines[-2:]))
     if args.html:
         figure = figure_png(curves_figure(a.histories, b.histories, ("A", "B")))
         Path(args.html).write_text(html_page(f"trainlab diff {a.run_id[:8]} vs {b.run_id[:8]}", lines, tables, [figure]))
         print(f"wrote {args.html}")
-    return 0
+    return 1 if differ else 0
 
 
 def _curves_line(comparison) -> str:

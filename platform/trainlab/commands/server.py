@@ -20,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=4, help="server worker processes (default 4)")
 
 
-def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, host: str, port: int, workers: int) -> list[str]:
+def mlflow_server_command(artifacts_destination: str, host: str, port: int, workers: int) -> list[str]:
+    """The server's command line; its backend store goes in :func:`backend_store_environment`, never in argv."""
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", backend_store_uri,
         "--artifacts-destination", artifacts_destination,
         "--serve-artifacts",
         "--host", host,
@@ -34,6 +34,11 @@ def mlflow_server_command(backend_store_uri: str, artifacts_destination: str, ho
         # MLflow 3 rejects Host headers it does not know; workers on other machines use this host's name.
         command += ["--allowed-hosts", "*"]
     return command
+
+
+def backend_store_environment(backend_store_uri: str) -> dict[str, str]:
+    """``mlflow server`` reads ``--backend-store-uri`` from this variable too: a database password stays out of ``ps``."""
+    return {"MLFLOW_BACKEND_STORE_URI": backend_store_uri}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
             "anyone who can reach this port can read and change every run",
             file=sys.stderr,
         )
-    command = mlflow_server_command(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers)
-    server = WebServer.start("MLflow server", command, url_for(args.host, args.port), "/health", args.backend_store_uri)
+    from trainlab.secrets import mask_uri
+
+    command = mlflow_server_command(args.artifacts_destination, args.host, args.port, args.workers)
+    store = mask_uri(args.backend_store_uri)
+    server = WebServer.start("MLflow server", command, url_for(args.host, args.port), "/health", store, env=backend_store_environment(args.backend_store_uri))
     try:
         server.wait_ready()
-        print(f"MLflow tracking server: {server.url}   (runs in {args.backend_store_uri}, artifacts in {args.artifacts_destination})")
+        print(f"MLflow tracking server: {server.url}   (runs in {store}, artifacts in {args.artifacts_destination})")
         print(f"workers: trainlab study FILE --tracking-uri {server.url} --storage postgresql://...   Ctrl-C stops the server.", flush=True)
         while server.process.poll() is None:
             time.sleep(0.5)

@@ -143,7 +143,7 @@ def _open_or_resume(plan: StudyPlan):
 
 
 def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> None:
-    from trainlab.studies.storage import public_url
+    from trainlab.secrets import mask_uri
 
     spec = plan.spec
     budget = f"{spec.n_trials} trials" if spec.n_trials else "no trial limit"
@@ -158,7 +158,7 @@ def _announce(plan: StudyPlan, args: argparse.Namespace, parent_run_id: str) -> 
 
     goal = f"{spec.direction} {spec.metric}" if not spec.is_multi_objective and not spec.constraints else objectives_text(spec).replace("`", "")
     print(f"study {spec.name}: {goal}; {budget}; sampler {spec.sampler['type']}, pruner {spec.pruner['type']}; {workers}")
-    print(f"storage: {public_url(plan.storage_url)}\ntracking: {plan.tracking_uri}  (parent run {parent_run_id})", flush=True)
+    print(f"storage: {mask_uri(plan.storage_url)}\ntracking: {mask_uri(plan.tracking_uri)}  (parent run {parent_run_id})", flush=True)
 
 
 def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str, ownership) -> int:
@@ -168,7 +168,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.studies.report import write_study_report
     from trainlab.studies.best_test import evaluate_best_trial_on_test
     from trainlab.studies.stale import reap_dead_trials
-    from trainlab.studies.storage import public_url
+    from trainlab.secrets import mask_uri
     from trainlab.studies.worker import WorkerSettings, run_workers
     from trainlab.tracking.reaper import release_run
     from trainlab.tracking.store import tracking_client
@@ -244,7 +244,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         if args.register:
             registered = register_model(uri, refit.run_id, args.register, {"trainlab.study": spec.name, "trainlab.refit_run": refit.run_id})
             print(f"registered model: {registered}  (mlflow.pytorch.load_model)")
-    print(f"browse: trainlab ui --tracking-uri {uri} --storage {public_url(plan.storage_url)}")
+    print(f"browse: trainlab ui --tracking-uri {mask_uri(uri)} --storage {mask_uri(plan.storage_url)}")
     return code
 
 

@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"run {result.run_id} {result.status}  {summary}")
     if result.test_skipped:
         print(f"test skipped: {result.test_skipped} (tag trainlab.test)")
-    browse = uri if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {uri}"
-    print(f"tracking: {uri}  (browse: {browse})")
+    from trainlab.secrets import mask_uri, without_credentials
+
+    browse = without_credentials(uri) if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {mask_uri(uri)}"
+    print(f"tracking: {mask_uri(uri)}  (browse: {browse})")
     return 0
     if resume:
         print(f"resumed from epoch {resume.epoch} (tag trainlab.resumed)")

@@ -10,8 +10,10 @@ interface exposes every run to whoever can reach the port. Ctrl-C stops both. Th
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trainlab.errors import ConfigError
-    from trainlab.studies.storage import is_rdb_url, public_url, resolve_storage_url
+    from trainlab.commands.server import backend_store_environment
+    from trainlab.secrets import mask_uri, without_credentials
+    from trainlab.studies.storage import is_rdb_url, resolve_storage_url
     from trainlab.tracking.store import check_tracking_store, resolve_tracking_uri
 
     for flag, port in (("--port", args.port), ("--dashboard-port", args.dashboard_port)):
@@ -55,17 +59,19 @@ def run(args: argparse.Namespace) -> int:
 
     servers: list[WebServer] = []
     env = {} if args.verbose else _QUIET_ENV
+    private_folder = Path(tempfile.mkdtemp(prefix="trainlab-ui-"))  # 0700; removed when the servers stop
     try:
         if uri.startswith(("http://", "https://")):
-            print(f"{'MLflow UI:':<18}{uri}   (the tracking server itself)")
+            print(f"{'MLflow UI:':<18}{without_credentials(uri)}   (the tracking server itself)")
         else:
-            mlflow_command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
+            mlflow_command = [sys.executable, "-m", "mlflow", "server", "--host", args.host, "--port", str(args.port), "--workers", "1"]
             if not args.verbose:
                 mlflow_command += ["--uvicorn-opts", "--no-access-log --log-level warning"]
-            servers.append(WebServer.start("MLflow UI", mlflow_command, url_for(args.host, args.port), "/health", uri, args.verbose, env))
-        dashboard = _dashboard_command(storage, args.host, args.dashboard_port, is_rdb_url(storage), args.verbose)
+            mlflow_env = {**env, **backend_store_environment(uri)}  # the store's URI stays out of argv
+            servers.append(WebServer.start("MLflow UI", mlflow_command, url_for(args.host, args.port), "/health", mask_uri(uri), args.verbose, mlflow_env))
+        dashboard = _dashboard_command(storage, args.host, args.dashboard_port, is_rdb_url(storage), args.verbose, private_folder)
         if dashboard:
-            servers.append(WebServer.start("optuna-dashboard", dashboard, url_for(args.host, args.dashboard_port), "/", public_url(storage), args.verbose, env))
+            servers.append(WebServer.start("optuna-dashboard", dashboard, url_for(args.host, args.dashboard_port), "/", mask_uri(storage), args.verbose, env))
         for server in servers:
             server.wait_ready()
         for server in servers:
@@ -86,9 +92,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for server in servers:
             server.stop()
+        shutil.rmtree(private_folder, ignore_errors=True)
 
 
-def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool, verbose: bool = False) -> list[str] | None:
+def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool, verbose: bool, private_folder: Path) -> list[str] | None:
     executable = Path(sys.executable).with_name("optuna-dashboard")
     program = str(executable) if executable.exists() else shutil.which("optuna-dashboard")
     if program is None:
@@ -97,5 +104,9 @@ def _dashboard_command(storage: str, host: str, port: int, is_rdb: bool, verbose
     if not is_rdb and not Path(storage).is_file():
         print(f"trainlab: no study storage at {storage} yet (run trainlab study first); starting the MLflow UI only", file=sys.stderr)
         return None
-    return [program, storage, "--host", host, "--port", str(port), *([] if verbose else ["--quiet"])]
+    # The storage URL (perhaps with a password) goes in a config file only this user can read, not in argv.
+    config = private_folder / "optuna-dashboard.toml"
+    config.write_text(f"[optuna_dashboard]\nstorage = {json.dumps(storage)}\n")
+    config.chmod(0o600)
+    return [program, "--from-config", str(config), "--host", host, "--port", str(port), *([] if verbose else ["--quiet"])]
 

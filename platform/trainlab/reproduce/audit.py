@@ -56,6 +56,11 @@ class Audit:
             return STATISTICAL
         return EXACT
 
+    def causes(self) -> list[str]:
+        """Each difference that may change the numbers, as ``what changed (what to do)``: the causes a MISMATCH
+        line names. User code files are named by the caller (see :attr:`edited_user_files`)."""
+        return [cause for d in self.differences if d.effect != INFO and not d.aspect.startswith(USER_CODE) and (cause := _cause(d))]
+
     def verdict(self) -> str:
         """One line: what the re-run can be expected to give, and why."""
         if self.blocking:
@@ -116,7 +121,19 @@ def state_now(config) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from trainlab.tracking.user_code import add_user_code
     from trainlab.training.prepare import prepare_run
 
-    prepared = prepare_run(config)
+    import logging
+
+    from trainlab.training.quiet import quiet_lightning
+
+    # The set-up is only looked at: Lightning's banner ("GPU available: ...", tips) would land in the verdict.
+    quiet_lightning()
+    banner = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = banner.level
+    banner.setLevel(logging.WARNING)
+    try:
+        prepared = prepare_run(config)
+    finally:
+        banner.setLevel(level)
     environment, _ = capture_environment(prepared.trainer, seed=prepared.config.seed, code_of=(type(prepared.model), prepared.datamodule))
     add_user_code(environment, prepared.model, prepared.datamodule)
     return environment, data_fingerprint(prepared.datamodule)
@@ -132,7 +149,8 @@ def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, 
     rows = []
     for key in sorted(set(flat_a) | set(flat_b)):
         old, new = flat_a.get(key, missing), flat_b.get(key, missing)
-        if old != new:
+        unset = (None, missing)  # absent and null are the same setting: no phantom seed row for an unseeded run
+        if old != new and not (old in unset and new in unset):
             rows.append((key, None if old is missing else old, None if new is missing else new))
     return rows
 
@@ -238,10 +256,20 @@ def _split_diff(diff: str) -> dict[str, str]:
 
 
 def _repos(environment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Repositories by the name of the project, not by how its remote is written: a clone over ssh
+    (``git@host:me/proj.git``), over https (``https://host/me/proj``) or a fork (``.../you/proj``) is the
+    same ``proj``, and its commits and diffs are what is compared."""
     repos = environment.get("code_repos")
     if repos is None:  # recorded before trainlab kept one entry per repository
         repos = [environment["git"]] if (environment.get("git") or {}).get("commit") else []
-    return {repo.get("name") or repo.get("root") or "repository": repo for repo in repos}
+    return {project_name(repo.get("name") or repo.get("root") or "repository"): repo for repo in repos}
+
+
+def project_name(remote_or_folder: str) -> str:
+    """``proj`` for ``git@github.com:me/proj.git``, ``https://github.com/you/proj/``, ``/home/me/proj``."""
+    text = remote_or_folder.strip().rstrip("/")
+    text = text.removesuffix(".git")
+    return text.replace(":", "/").rsplit("/", 1)[-1] or remote_or_folder
 
 
 def _packages(environment: dict[str, Any]) -> dict[str, str]:
@@ -256,6 +284,40 @@ def _packages(environment: dict[str, Any]) -> dict[str, str]:
 def _section(recorded: dict, now: dict, section: str, keys: tuple[str, ...], effect: str) -> list[Difference]:
     old, new = recorded.get(section) or {}, now.get(section) or {}
     return [Difference(f"{section}: {key}", _show(old.get(key)), _show(new.get(key)), effect) for key in keys if old.get(key) != new.get(key)]
+
+
+def package_causes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Numeric packages (and Python) that differ, each as a cause with its ``pip install``."""
+    return [cause for d in environment_differences(recorded, now) if d.aspect.startswith("packages: ") and d.effect == EXACTNESS and (cause := _cause(d))]
+
+
+def _cause(d: Difference) -> str | None:
+    """One difference as a cause with its remedy, e.g. ``torch 2.5.0 -> 2.6.0 (pip install torch==2.5.0)``."""
+    section, _, what = d.aspect.partition(": ")
+    if section == "packages" and what == "python":
+        return f"python {d.recorded} -> {d.now} (run with Python {d.recorded})"
+    if section == "packages" and "shadowed by" in f"{d.recorded} {d.now}":
+        return f"{what} {d.recorded} -> {d.now} (import {what} from where the run did)"
+    if section == "packages":
+        remedy = f"pip install {what}=={d.recorded}" if d.recorded != "-" else f"pip uninstall {what}"
+        return f"{what} {d.recorded} -> {d.now} ({remedy})"
+    if section == "code" and what.endswith(" commit"):
+        return f"code of {what.removesuffix(' commit')} at {d.now}, the run used {d.recorded} (git checkout {d.recorded})"
+    if section == "code" and what.endswith(" uncommitted changes"):
+        return f"uncommitted changes in {what.removesuffix(' uncommitted changes')} differ: {d.recorded} then, {d.now} now (git apply the run's code.diff artifact)"
+    if d.aspect == "hardware: torch_threads":
+        return f"torch threads {d.recorded} -> {d.now} (OMP_NUM_THREADS={d.recorded})"
+    if d.aspect == "distributed: world_size":
+        return f"world size {d.recorded} -> {d.now} (train on {d.recorded} processes)"
+    if section in ("hardware", "distributed", "determinism"):
+        return f"{section} {what} {d.recorded} -> {d.now}"
+    if section == "data":
+        return f"data {what or ''} differ: {d.recorded} then, {d.now} now (use the data the run used)".replace("data  ", "data ")
+    if section == "config":
+        return f"config.yaml edited at {what}: {d.recorded} when run, {d.now} now (restore it: the params keep what ran)"
+    if section == "config resolves differently":
+        return f"{what} now resolves to {d.now}, was {d.recorded} ({what}={d.recorded})"
+    return f"{d.aspect}: {d.recorded} -> {d.now}"
 
 
 def _changes(repo: dict[str, Any]) -> str:

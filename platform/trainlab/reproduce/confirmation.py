@@ -26,6 +26,7 @@ class ConfigConfirmation:
     values: list[float] = field(default_factory=list)  # one per finished seed
     run_ids: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    metric: str = ""  # the study metric: its range bounds the interval (an accuracy stays within [0, 1])
 
     @property
     def mean(self) -> float:
@@ -37,7 +38,10 @@ class ConfigConfirmation:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return self.mean - self.half_width, self.mean + self.half_width
+        from trainlab.contract import metric_range
+
+        low, high = metric_range(self.metric)
+        return max(low, self.mean - self.half_width), min(high, self.mean + self.half_width)
 
 
 def t_half_width(values: list[float], confidence: float = 0.95) -> float:
@@ -112,8 +116,8 @@ def confirmation_figure(confirmations: list[ConfigConfirmation], metric: str, di
     for x, c in enumerate(ordered):
         ax.scatter([x] * len(c.values), c.values, color="tab:gray", s=18, zorder=2, label="seeds" if x == 0 else None)
         if c.values:
-            error = c.half_width if math.isfinite(c.half_width) else 0.0
-            ax.errorbar([x], [c.mean], yerr=[error], fmt="o", color="tab:blue", capsize=6, zorder=3, label="mean ± 95% CI" if x == 0 else None)
+            low, high = c.interval if math.isfinite(c.half_width) else (c.mean, c.mean)
+            ax.errorbar([x], [c.mean], yerr=[[c.mean - low], [high - c.mean]], fmt="o", color="tab:blue", capsize=6, zorder=3, label="mean ± 95% CI" if x == 0 else None)
         ax.scatter([x], [c.study_value], marker="*", s=120, color="tab:orange", zorder=4, label="study value" if x == 0 else None)
     ax.set_xticks(range(len(ordered)), [f"trial {c.trial}\n(rank {c.study_rank})" for c in ordered])
     ax.set_xlim(-0.6, len(ordered) - 0.4)

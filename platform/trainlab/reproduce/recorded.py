@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -14,6 +15,8 @@ import yaml
 from trainlab.errors import ConfigError
 
 CONFIG, ENVIRONMENT, CODE_DIFF, DATA_FINGERPRINT = "config.yaml", "environment.json", "code.diff", "data_fingerprint.json"
+# The sha256 of config.yaml as the run wrote it (tags, unlike artifacts, are not replaced by an upload).
+CONFIG_SHA256_TAG = "trainlab.config_sha256"
 # Params logged by fit_run that do not come from config.yaml.
 _DERIVED_PARAMS = ("model.params_total", "model.params_trainable")
 
@@ -36,6 +39,7 @@ class RecordedRun:
     data_fingerprint: dict[str, Any] | None
     histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     config_path: Path | None = None  # a local copy of config.yaml, usable as an experiment file
+    config_sha256: str | None = None  # of config.yaml as downloaded now
 
     @property
     def run_id(self) -> str:
@@ -111,6 +115,7 @@ def load_recorded(client, run_id: str, required: tuple[str, ...] = (CONFIG, ENVI
         data_fingerprint=fingerprint,
         histories=metric_histories(client, run),
         config_path=config_path,
+        config_sha256=hashlib.sha256(config_path.read_bytes()).hexdigest() if config_path else None,
     )
 
 
@@ -156,6 +161,10 @@ def config_edits(recorded: RecordedRun, resolved: dict[str, Any] | None = None) 
         # Params that are no config key (parameter counts, a study's own bookkeeping) are not edits.
         if key not in flat and key in filled and key not in _DERIVED_PARAMS and _param_value(filled[key]) != logged:
             edits.append((key, logged, "deleted"))
+    recorded_sha = recorded.tags.get(CONFIG_SHA256_TAG)
+    if not edits and recorded_sha and recorded.config_sha256 and recorded_sha != recorded.config_sha256:
+        # No param disagrees (a tracking key, a comment), but the file is not the one the run wrote.
+        edits.append(("config.yaml", f"sha256 {recorded_sha[:12]}", f"sha256 {recorded.config_sha256[:12]} (edited)"))
     return sorted(edits)
 
 

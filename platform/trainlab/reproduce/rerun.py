@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Reproduction:
     after: Audit | None = None
     comparison: Comparison | None = None
     failure: str | None = None  # the re-run ended FAILED/KILLED: why
+    tolerance_given: bool = False  # --tolerance, rather than the default for the expectation
 
     @property
     def matches(self) -> bool:
@@ -43,7 +45,7 @@ class Reproduction:
             return "audit only (--dry-run)"
         audit_now = self.after or self.before
         if self.matches:
-            return f"MATCH: {self.comparison.summary()}"
+            return f"MATCH: {self.comparison.summary()}{self._one_rerun()}"
         reasons = []
         if audit_now.edited_user_files:
             reasons.append(f"user code differs from the run's: {', '.join(audit_now.edited_user_files)}")
@@ -53,7 +55,44 @@ class Reproduction:
             reasons.append(audit_now.verdict().removeprefix("cannot match: "))
         if not self.comparison.matches:
             reasons.append(self.comparison.summary())
-        return "MISMATCH: " + "; ".join(reasons)
+        return "MISMATCH: " + "; ".join(reasons) + self._one_rerun() + self._causes(audit_now)
+
+    def _one_rerun(self) -> str:
+        """Said whenever the verdict rests on one re-run and the default statistical tolerance, not a spread."""
+        if self.tolerance_given or self.tolerance != STATISTICAL_TOLERANCE:
+            return ""
+        return f" [one re-run against the default tolerance {STATISTICAL_TOLERANCE:g}, not a spread of seeds: trainlab confirm measures that]"
+
+    def _causes(self, audit_now: Audit) -> str:
+        """What the audit found that explains a mismatch, each with what to do; else why none could be named."""
+        causes = [] if audit_now.blocking else audit_now.causes()  # blocking ones are named above already
+        if causes:
+            text = f". Causes found by the audit: {'; '.join(causes)}"
+        elif audit_now.blocking or audit_now.edited_user_files or self.failure:
+            return ""
+        elif audit_now.recorded_label != EXACT:
+            why = "; ".join(audit_now.recorded_reasons) or "not recorded as exact"
+            text = f". No difference found by the audit; the run was recorded as {audit_now.recorded_label or 'unlabelled'} ({why}), so one re-run may differ by chance (trainlab confirm measures the spread over seeds)"
+        else:
+            text = ". No difference found by the audit: a source of nondeterminism trainlab does not know of"
+        gap = _largest_gap(self.comparison)
+        if gap is not None and not audit_now.blocking:
+            text += f"; or accept the gap with --tolerance {gap:.2g}"
+        return text
+
+
+def _largest_gap(comparison: Comparison | None) -> float | None:
+    """The tolerance that would have accepted every compared value (relative above 1, as ``within`` counts)."""
+    import math
+
+    if comparison is None:
+        return None
+    gaps = []
+    for metric in comparison.metrics:
+        if math.isfinite(metric.largest_gap) and metric.largest_gap > 0:
+            scale = max(1.0, abs(metric.final_a or 0.0))
+            gaps.append(metric.largest_gap / scale * 1.01)
+    return max(gaps) if gaps else None
 
 
 def rerun_config(recorded: RecordedRun, *, seed: int | None = None, run_name: str | None = None, workdir: str | None = None):
@@ -99,13 +138,88 @@ def reproduce(
     Tolerance: ``None`` means bit-identical when an exact reproduction is expected, else
     :data:`STATISTICAL_TOLERANCE`.
     """
-    from trainlab.reproduce.report import audit_table
+    from trainlab.class_paths import class_paths_in
 
     original = load_recorded(client, run_id, workdir=workdir)
-    config = rerun_config(original)
+    # Said before anything is imported: a run's config names code to run, and the store may not be yours.
+    imports = ", ".join(f"{key}: {path}" for key, path in class_paths_in(original.config)) or "none"
+    say(f"imports (the config's class paths; reproduce only runs from stores you trust): {imports}")
+    try:
+        config = rerun_config(original)
+    except ConfigError as exc:  # a config that no longer resolves: say first whether the packages moved on
+        raise _explained_by_packages(exc, original) from None
     say(f"reproduce {original.describe()}")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
+    with recorded_threads(original.environment, say), recorded_folder(original, say):
+        return _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say)
+
+
+@contextlib.contextmanager
+def recorded_threads(environment: dict[str, Any] | None, say: Callable[[str], Any]):
+    """Train with the torch thread count the run had (it splits CPU reductions, so it changes the last bits),
+    and say so; a run of several processes sets each rank's threads itself, so it is left alone."""
+    import torch
+
+    hardware = (environment or {}).get("hardware") or {}
+    recorded, current = hardware.get("torch_threads"), torch.get_num_threads()
+    one_process = ((environment or {}).get("distributed") or {}).get("world_size", 1) in (1, None)
+    if not isinstance(recorded, int) or recorded < 1 or recorded == current or not one_process:
+        yield
+        return
+    say(f"note: torch threads set to {recorded} as recorded (this process had {current})")
+    torch.set_num_threads(recorded)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(current)
+
+
+@contextlib.contextmanager
+def recorded_folder(original: RecordedRun, say: Callable[[str], Any]):
+    """Re-run from the run's own working directory when a relative path in its data section names a file
+    there but nothing here (``path: data/train.csv`` reproduced from another folder); the config is unchanged."""
+    import os
+    from pathlib import Path
+
+    from trainlab.tracking.run_record import flatten
+
+    there = (original.environment or {}).get("cwd")
+    if not there or not Path(there).is_dir() or Path(there).resolve() == Path.cwd().resolve():
+        yield
+        return
+    data = flatten((original.config or {}).get("data") or {}, "data.")
+    relative = [key for key, value in data.items() if isinstance(value, str) and value and "://" not in value
+                and not os.path.isabs(value) and not os.path.exists(value) and os.path.exists(os.path.join(there, value))]
+    if not relative:
+        yield
+        return
+    say(f"note: {', '.join(relative)} relative to the run's working directory: re-running from {there}")
+    here = os.getcwd()
+    os.chdir(there)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+def _explained_by_packages(exc: ConfigError, original: RecordedRun) -> ConfigError:
+    """``exc`` with the numeric packages that changed since the run, and how to get them back, as its hint."""
+    from trainlab.reproduce.audit import package_causes
+    from trainlab.tracking.environment import capture_environment
+
+    if not original.environment:
+        return exc
+    causes = package_causes(original.environment, capture_environment(None)[0])
+    if not causes:
+        return exc
+    hint = f"packages changed since the run, the likely cause: {'; '.join(causes)}"
+    return ConfigError(exc.key, exc.value, exc.expected, hint=f"{exc.hint}; {hint}" if exc.hint else hint)
+
+
+def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say) -> Reproduction:
+    from trainlab.reproduce.report import audit_table
+
     now_environment, now_data = state_now(config)
     before = audit(
         original.config,
@@ -117,7 +231,7 @@ def reproduce(
         now_config=config.document,
     )
     chosen = tolerance if tolerance is not None else (0.0 if before.expectation == EXACT else STATISTICAL_TOLERANCE)
-    result = Reproduction(original, before, chosen)
+    result = Reproduction(original, before, chosen, tolerance_given=tolerance is not None)
     say(audit_table(before).text())
     say(f"verdict: {before.verdict()}")
     if dry_run:

@@ -7,6 +7,7 @@ that is a server (``http://host:5000``) is its own UI.
 
 from __future__ import annotations
 
+from trainlab.secrets import without_credentials
 from trainlab.web_server import DASHBOARD_PORT, MLFLOW_UI_PORT
 
 _LOCAL = "http://127.0.0.1"
@@ -15,7 +16,7 @@ _LOCAL = "http://127.0.0.1"
 def mlflow_ui_url(tracking_uri: str) -> str:
     """The MLflow UI that shows runs of ``tracking_uri``."""
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
+        return without_credentials(tracking_uri).rstrip("/")  # a link is shown to everyone who reads the run
     return f"{_LOCAL}:{MLFLOW_UI_PORT}"
 
 

@@ -16,7 +16,8 @@ from trainlab.errors import ConfigError
 from trainlab.studies.pruners import build_pruner
 from trainlab.studies.samplers import build_sampler
 from trainlab.studies.spec import StudySpec
-from trainlab.studies.storage import open_storage, public_url
+from trainlab.secrets import mask_uri
+from trainlab.studies.storage import open_storage
 
 EXPERIMENT_ATTR = "trainlab.experiment"
 PARENT_RUN_ATTR = "trainlab.parent_run_id"
@@ -64,7 +65,7 @@ def open_study(storage_url: str, spec: StudySpec, experiment: Experiment):
             raise ConfigError(
                 "--study-name",
                 spec.name,
-                f"a new study name: study {spec.name!r} in {public_url(storage_url)} was made from a different experiment file",
+                f"a new study name: study {spec.name!r} in {mask_uri(storage_url)} was made from a different experiment file",
                 hint=f"{changed} differs; pass --study-name NEW to start another study",
             )
     return study, storage

@@ -9,7 +9,7 @@ import yaml
 from trainlab.config.experiment import Experiment
 from trainlab.studies.loading import PARENT_RUN_ATTR, experiment_document
 from trainlab.studies.spec import StudySpec
-from trainlab.studies.storage import public_url
+from trainlab.secrets import mask_uri
 
 
 def study_tags(spec: StudySpec, storage_url: str) -> dict[str, str]:
@@ -18,7 +18,7 @@ def study_tags(spec: StudySpec, storage_url: str) -> dict[str, str]:
         "trainlab.study": spec.name,
         "trainlab.study.metric": spec.metric,
         "trainlab.study.direction": spec.direction,
-        "trainlab.study.storage": public_url(storage_url),
+        "trainlab.study.storage": mask_uri(storage_url),
         "trainlab.study.n_trials": str(spec.n_trials or ""),
     }
     if spec.is_multi_objective or spec.constraints:

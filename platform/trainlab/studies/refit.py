@@ -23,6 +23,7 @@ from trainlab.training.launch import Role
 
 _WATCH_VALIDATION = ("ModelCheckpoint", "EarlyStopping")
 MODEL_ARTIFACT = "model"
+MODEL_FORMAT_TAG = "trainlab.model_format"  # "pt2", or "pickle: why torch.export could not trace it"
 
 
 def model_uri(run_id: str) -> str:
@@ -134,10 +135,18 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
     mlflow.set_tracking_uri(tracking_uri)  # MLflow's model logging works through its fluent, active-run API
     with mlflow.start_run(run_id=run_id):
         # Explicit requirements: inferring them loads the model in a subprocess, slower than the refit.
-        # Pickle, not the newer traced pt2 format: torch.export cannot trace a LightningModule with metrics
-        # (MLflow's warning about it is filtered: _PickleIsIntended).
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"lightning=={lightning.__version__}", f"torchmetrics=={torchmetrics.__version__}"]
-        mlflow.pytorch.log_model(model.cpu().eval(), name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
+        model = model.cpu().eval()
+        # pt2 (torch.export) loads without unpickling code; a module torch.export cannot trace is pickled,
+        # and the run says so and why (loading a pickle runs whatever it names: load only models you trust).
+        try:
+            mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pt2")
+            form = "pt2"
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
+            form = f"pickle: torch.export could not trace the module ({type(exc).__name__}: {reason})"
+        mlflow.set_tag(MODEL_FORMAT_TAG, form)
 
 
 def refit_config(study, spec: StudySpec, tracking_uri: str, trial=None):

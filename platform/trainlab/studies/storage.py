@@ -63,7 +63,7 @@ def check_storage_url(url: str, *, create: bool = True, key: str = "--storage") 
     if is_rdb_url(url):
         kind = scheme(url)
         if kind not in DATABASE_SCHEMES:
-            raise ConfigError(key, public_url(url), f"{STORAGE_EXAMPLES} (unknown scheme {kind}://)")
+            raise ConfigError(key, url, f"{STORAGE_EXAMPLES} (unknown scheme {kind}://)")
         path = sqlite_path(url)
         if kind == "sqlite":
             if path is not None:
@@ -185,18 +185,6 @@ def _existing_ancestor(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def public_url(url: str) -> str:
-    """``url`` safe to record in tags and print: the password of an RDB URL removed."""
-    if not is_rdb_url(url):
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url)._replace(password=None).render_as_string(hide_password=False)  # URL is a NamedTuple
-    except Exception:
-        return url.split("://", 1)[0] + "://…"
 
 
 class ClaimLock:

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 from trainlab.config.experiment import Experiment, set_dotted
 from trainlab.contract import best_by_direction
 from trainlab.errors import ConfigError
+from trainlab.secrets import mask_text
 from trainlab.studies.loading import PARENT_RUN_ATTR, load_existing_study, stored_experiment
 from trainlab.studies.search_space import apply_params
 from trainlab.studies.spec import StudySpec, load_study_spec
@@ -326,7 +327,7 @@ def _fatal(exc: MetricNotLogged) -> dict[str, Any]:
 def _fail(study, trial, reason: str):
     from optuna.trial import TrialState
 
-    trial.set_user_attr(FAIL_REASON_ATTR, reason[:2000])
+    trial.set_user_attr(FAIL_REASON_ATTR, mask_text(reason)[:2000])
     return study.tell(trial, state=TrialState.FAIL)
 
 

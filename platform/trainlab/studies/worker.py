@@ -26,6 +26,9 @@ import time
 from dataclasses import asdict, dataclass
 
 POLL_S = 2.0
+# A worker process reads its WorkerSettings (JSON) from this environment variable, not from argv: the storage
+# URL may hold a password, and argv is shown to every user of the machine by `ps`; the environment is not.
+SETTINGS_VARIABLE = "TRAINLAB_WORKER_SETTINGS"
 
 
 @dataclass
@@ -150,10 +153,11 @@ def run_workers(settings: WorkerSettings, jobs: int, gpu_slots: list[str] | None
 
 def _start_worker(settings: WorkerSettings, threads: int, gpus: str | None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    env[SETTINGS_VARIABLE] = json.dumps(asdict(settings))
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpus
     return subprocess.Popen(
-        [sys.executable, "-m", "trainlab.studies.worker", "--settings", json.dumps(asdict(settings)), "--threads", str(threads)],
+        [sys.executable, "-m", "trainlab.studies.worker", "--threads", str(threads)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -213,9 +217,12 @@ def _usable_cores() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainlab.studies.worker", description=__doc__)
-    parser.add_argument("--settings", required=True, help="WorkerSettings as JSON")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads for this worker")
     args = parser.parse_args(argv)
+    if SETTINGS_VARIABLE not in os.environ:
+        parser.error(f"{SETTINGS_VARIABLE} (WorkerSettings as JSON) is not set; `trainlab study --jobs N` starts workers")
+    # Read once and dropped: the trials' own processes get what they need through their launch file.
+    settings = WorkerSettings(**json.loads(os.environ.pop(SETTINGS_VARIABLE)))
 
     from trainlab.training.processes import die_with_parent, interrupt_on_sigterm
 
@@ -226,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     from trainlab.errors import ConfigError
+    from trainlab.secrets import masked_terminal
 
     try:
-        run_worker(WorkerSettings(**json.loads(args.settings)))
+        with masked_terminal():
+            run_worker(settings)
     except ConfigError as exc:
         print(f"trainlab: error: {exc.message}", file=sys.stderr)
         return 2

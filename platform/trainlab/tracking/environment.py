@@ -16,6 +16,7 @@ import copy
 import functools
 import hashlib
 import inspect
+import json
 import os
 import platform
 import subprocess
@@ -25,10 +26,26 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trainlab.secrets import mask_argv, mask_text
+
 # Packages whose version can change the numbers a run produces; any other package is recorded too,
-# but a change there is reported without breaking the expectation of an exact reproduction.
-KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "mlflow", "optuna", "trainlab")
+# but a change there is reported without breaking the expectation of an exact reproduction. Tracking and
+# search (mlflow, optuna, cmaes, optuna-dashboard) record and choose configs; they compute nothing a run
+# trains on, so they are not here.
+KEY_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "scikit-learn", "scipy", "jsonargparse", "trainlab")
 EXACT, STATISTICAL = "exact", "statistical"
+# The only environment variables whose values a run records (they steer threads, devices, hashing and
+# determinism). Any other variable may hold a credential (MLFLOW_TRACKING_PASSWORD, PGPASSWORD, a token)
+# and is never recorded. Documented in the README.
+RECORDED_ENVIRONMENT_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "PL_SEED_WORKERS",
+    "PL_GLOBAL_SEED",
+)
 
 
 def capture_environment(trainer=None, *, seed: int | None = None, code_of: Iterable[Any] = ()) -> tuple[dict[str, Any], str]:
@@ -57,11 +74,18 @@ def capture_environment(trainer=None, *, seed: int | None = None, code_of: Itera
         "code_repos": repos,
         "determinism": _determinism(torch, trainer),
         "distributed": _distributed(trainer),
-        "argv": sys.argv,
+        "argv": mask_argv(sys.argv),
+        "cwd": os.getcwd(),  # relative paths in the config (data files) mean something only from here
+        "environment_variables": recorded_environment_variables(),
     }
     label, reasons = reproducibility(environment)
     environment["reproducibility"] = {"label": label, "reasons": reasons}
     return environment, diff
+
+
+def recorded_environment_variables() -> dict[str, str]:
+    """The values of :data:`RECORDED_ENVIRONMENT_VARIABLES` that are set; nothing else from the environment."""
+    return {name: mask_text(os.environ[name]) for name in RECORDED_ENVIRONMENT_VARIABLES if name in os.environ}
 
 
 def reproducibility(environment: dict[str, Any]) -> tuple[str, list[str]]:
@@ -108,7 +132,7 @@ def _process_facts() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "packages": {name: _version(name) for name in KEY_PACKAGES},
+        "packages": {name: _imported_version(name) for name in KEY_PACKAGES},
         "all_packages": installed_packages(),
         "hardware": _static_hardware(torch),
     }
@@ -189,6 +213,33 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
+
+
+def _imported_version(name: str) -> str | None:
+    """The installed version, unless the code Python imports under that name is a folder elsewhere on
+    ``sys.path`` (a ``numpy/`` in the working directory): then that folder is what ran, and is recorded."""
+    version = _version(name)
+    if version is None:
+        return None
+    import importlib.util
+
+    try:
+        dist = metadata.distribution(name)
+        if json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+            return version  # an editable install runs from its source folder by design
+        spec = importlib.util.find_spec(_IMPORT_NAMES.get(name, name))
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
+        return version
+    origin = spec.origin if spec and spec.origin else next(iter(spec.submodule_search_locations or []), None) if spec else None
+    if origin is None:
+        return version
+    site = Path(str(dist.locate_file(""))).resolve()
+    if site in Path(origin).resolve().parents:
+        return version
+    return f"{version} shadowed by {Path(origin).resolve().parent}"
 
 
 def _git(args: list[str], cwd: Path) -> str | None:

@@ -8,6 +8,7 @@ line naming the URI, before MLflow writes a byte or retries for minutes.
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.error
 import urllib.request
@@ -168,8 +169,11 @@ def check_database_server(url: str, *, key: str) -> None:
 
 
 def _check_tracking_server(uri: str, key: str) -> None:
+    from trainlab.secrets import without_credentials
+
+    # urllib takes user:password@ for part of the host name; the health probe needs no login anyway.
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S):
+        with urllib.request.urlopen(without_credentials(uri).rstrip("/") + "/health", timeout=CONNECT_TIMEOUT_S):
             return
     except urllib.error.HTTPError:
         return  # it answers; MLflow reports what it does not like with its own message
@@ -209,8 +213,7 @@ def _first_line(exc: object) -> str:
 
 
 def tracking_client(uri: str):
-    from mlflow.tracking import MlflowClient
-
+    """The MLflow client every trainlab command records through; what it writes passes :func:`~trainlab.secrets.mask_text`."""
     if scheme(uri) in DATABASE_SCHEMES and scheme(uri) != "sqlite":
         for name, value in DATABASE_POOL_ENV.items():
             os.environ.setdefault(name, value)
@@ -219,7 +222,46 @@ def tracking_client(uri: str):
 
         wait_for_busy_sqlite()  # a locked store is waited for, within a bounded window
 
-    return MlflowClient(tracking_uri=uri)
+    return _masking_client_class()(tracking_uri=uri)
+
+
+@functools.cache
+def _masking_client_class():
+    """``MlflowClient`` whose tags, params, run names and text artifacts are masked before they are stored:
+    one place for every run trainlab records (a failure reason may quote a URI with its password)."""
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from trainlab.secrets import mask_text, mask_values
+
+    def masked(value):
+        return mask_text(value) if isinstance(value, str) else value
+
+    class MaskingMlflowClient(MlflowClient):
+        def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
+            return super().create_run(experiment_id, start_time, mask_values(dict(tags or {})), masked(run_name))
+
+        def set_tag(self, run_id, key, value, synchronous=None):
+            return super().set_tag(run_id, key, masked(value), synchronous=synchronous)
+
+        def log_param(self, run_id, key, value, synchronous=None):
+            return super().log_param(run_id, key, masked(value), synchronous=synchronous)
+
+        def log_batch(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+            params = [Param(p.key, masked(p.value)) for p in params]
+            tags = [RunTag(t.key, masked(t.value)) for t in tags]
+            return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
+
+        def log_text(self, run_id, text, artifact_file):
+            return super().log_text(run_id, masked(text), artifact_file)
+
+        def update_run(self, run_id, status=None, name=None):
+            return super().update_run(run_id, status=status, name=masked(name))
+
+        def set_experiment_tag(self, experiment_id, key, value):
+            return super().set_experiment_tag(experiment_id, key, masked(value))
+
+    return MaskingMlflowClient
 
 
 def get_or_create_experiment(client, name: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from trainlab.config import RunConfig
 from trainlab.errors import ConfigError
 from trainlab.tracking.store import resolve_tracking_uri
+from trainlab.training.checkpoints import own_checkpoint
 from trainlab.training.prepare import prepare_run
 from trainlab.training.processes import is_rank_zero
 from trainlab.training.quiet import quiet_lightning
@@ -94,12 +95,12 @@ def fit_run(
                     record_inputs(record, prepared)
             # 2. fit. weights_only=False for a resume: see trainlab.training.resume.resume_point.
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume.checkpoint if resume else None, weights_only=False if resume else None)
-            # 3. test the kept checkpoint. weights_only=False: the checkpoint is this run's own temp file, and
-            # jsonargparse-typed hparams (PositiveInt, ...) are not on torch's safe list.
+            # 3. test the kept checkpoint, loaded without unpickling code (see training/checkpoints.py).
             test_results = []
             if prepared.test_skipped is None:
                 best = "best" if checkpoint else None
-                test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=False)
+                with own_checkpoint(checkpoint.best_model_path if checkpoint else None):
+                    test_results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
             metrics = {key: float(value) for key, value in (test_results[0] if test_results else {}).items()}
             if checkpoint is not None and checkpoint.monitor and checkpoint.best_model_score is not None:
                 metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)

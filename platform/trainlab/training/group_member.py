@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(launch["threads"])
     quiet_lightning()
+    from trainlab.secrets import masked_terminal
+
     try:
-        run_launched(launch)
+        with masked_terminal():  # the group's output is kept on the run (logs/): no password in it
+            run_launched(launch)
     except KeyboardInterrupt:
         return 130
     return 0

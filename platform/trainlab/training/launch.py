@@ -121,6 +121,8 @@ def _train_as_group(config: RunConfig, uri: str, parent_run_id, tags, role: Role
 
     ranks = processes_for(config.section("trainer"))
     threads = max(1, torch.get_num_threads() // ranks)  # this process's share of the cores, split over ranks
+    # A private folder (0700), removed when the group ends: the launch file holds the tracking URI, which may
+    # carry a password, and the command line names only the file.
     with tempfile.TemporaryDirectory(prefix="trainlab-group-") as folder:
         result_path, run_id_path = Path(folder) / "result.json", Path(folder) / "run_id"
         launch_file = {

@@ -65,6 +65,10 @@ def keep_checkpoints_with_the_run(record: RunRecord, prepared: PreparedRun, temp
 def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     from lightning.pytorch.utilities.model_summary import ModelSummary
 
+    import hashlib
+
+    from trainlab.reproduce.recorded import CONFIG_SHA256_TAG
+    from trainlab.secrets import mask_text
     from trainlab.tracking.context import log_dataset_input, numeric_param_metrics
     from trainlab.tracking.environment import capture_environment
     from trainlab.tracking.user_code import add_user_code
@@ -76,7 +80,8 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     params.update({"model.params_total": summary.total_parameters, "model.params_trainable": summary.trainable_parameters})
     record.log_params(params)
     record.log_metrics(numeric_param_metrics(params), step=0)  # MLflow params are strings: metrics can be searched by value
-    record.log_text(config.to_yaml(), "config.yaml")
+    config_text = mask_text(config.to_yaml())  # as stored (the client masks what it writes)
+    record.log_text(config_text, "config.yaml")
     record.log_text(str(summary), "model_summary.txt")
     record.log_text(parameter_table(model), "model/parameters.csv")
     environment, diff = capture_environment(prepared.trainer, seed=config.seed, code_of=(model, datamodule))
@@ -89,6 +94,8 @@ def record_inputs(record: RunRecord, prepared: PreparedRun) -> None:
     tags = {
         "trainlab.reproducibility": reproducibility["label"],
         "trainlab.monitor": prepared.monitor.describe(),
+        # An artifact can be replaced after the run; this tag cannot be taken for it: reproduce checks it.
+        CONFIG_SHA256_TAG: hashlib.sha256(config_text.encode()).hexdigest(),
         "trainlab.test": f"skipped: {prepared.test_skipped}" if prepared.test_skipped else
         ("run on the kept checkpoint" if prepared.checkpoint else "run on the final weights"),
     }
@@ -122,6 +129,7 @@ def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: di
     import torch
 
     from trainlab.diagnostics.spec import DiagnosticsSpec
+    from trainlab.training.checkpoints import load_own_checkpoint
     from trainlab.tracking.plots import curve_panels, learning_curves_figure
 
     checkpoint = prepared.checkpoint
@@ -133,7 +141,7 @@ def record_outputs(record: RunRecord, logger, prepared: PreparedRun, metrics: di
         record.log_figure(learning_curves_figure(history, panels=panels), "plots/learning_curves.png")
     if checkpoint is not None and checkpoint.best_model_path:
         # Weights only, as plain tensors and numbers: loadable with torch.load(..., weights_only=True).
-        saved = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        saved = load_own_checkpoint(checkpoint.best_model_path)
         weights = {
             "state_dict": saved["state_dict"],
             "epoch": int(saved.get("epoch", -1)),
