@@ -44,7 +44,7 @@ def _trainlab(folder: Path, *args: str, wait: bool = True):
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _kill_after_a_checkpoint(folder: Path) -> str:
+def _kill_after_a_checkpoint(folder: Path, signal_number: int = signal.SIGKILL) -> str:
     """Start the run, wait until it has written a resume checkpoint and trained on a little, kill -9 it."""
     process = _trainlab(folder, "train", "exp.yaml", wait=False)
     deadline = time.monotonic() + 300
@@ -53,8 +53,10 @@ def _kill_after_a_checkpoint(folder: Path) -> str:
         time.sleep(0.05)
     time.sleep(0.4)
     assert process.poll() is None, "the run ended before it could be killed: make it longer"
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    process.send_signal(signal_number)
+    _, err = process.communicate()
+    if signal_number == signal.SIGTERM:
+        assert process.returncode == 143 and "terminated by SIGTERM" in err, err
     return next(folder.glob("checkpoints/*/resume.ckpt")).parent.name
 
 
@@ -174,3 +176,18 @@ def test_a_trial_whose_worker_was_killed_is_continued_by_the_next_worker_in_the_
     assert continued.data.tags["trainlab.resumed"].startswith("1 times")
     steps = [m.step for m in client.get_metric_history(continued.info.run_id, "val/acc")]
     assert sorted(steps) == list(range(30))
+
+
+def test_a_run_stopped_by_sigterm_ends_killed_keeps_its_checkpoint_and_resumes(tmp_path):
+    from mlflow import MlflowClient
+
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    run_id = _kill_after_a_checkpoint(tmp_path, signal.SIGTERM)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert (tmp_path / "checkpoints" / run_id / "resume.ckpt").exists(), "SIGTERM keeps the resume checkpoint"
+
+    resumed = _trainlab(tmp_path, "train", "--resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val/acc")) == list(range(30))

@@ -26,3 +26,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # Our in-memory loaders are not DataLoaders; worker-count advice does not apply to them.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # The best-weights checkpoint comes first on purpose (training/prepare.py); the resume checkpoint is the second.
+    warnings.filterwarnings("ignore", message=r".*configured with multiple `ModelCheckpoint` callbacks.*")
+    # A machine with SLURM's tools installed is not a SLURM job: trainlab's own launcher decides (README).
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available on your system but is not used.*")
