@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
+PICTURED_TRIALS = 3  # the best trials whose pictures are drawn at the study's end
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from trainlab.cli import add_tracking_uri
 
@@ -234,7 +237,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     if tested:
         number, metrics = tested
         print(f"best trial {number} tested: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    _draw_completed_trials_pictures(study, spec, uri)
+    _draw_best_trials_pictures(study, spec, uri)
     if args.refit_best:
         from trainlab.studies.refit import model_uri, refit_best, register_model
 
@@ -271,17 +274,25 @@ def _trials_running_elsewhere(study) -> int:
     return sum((t.user_attrs.get(WORKER_ATTR) or {}).get("pid") != me["pid"] or (t.user_attrs.get(WORKER_ATTR) or {}).get("host") != me["host"] for t in running)
 
 
-def _draw_completed_trials_pictures(study, spec, uri: str) -> None:
-    """Trials train without matplotlib; their learning curves and gradient-flow pictures are drawn now,
-    from what each completed trial recorded (pruned and failed trials keep their curves and verdict tags)."""
+def _draw_best_trials_pictures(study, spec, uri: str, count: int = PICTURED_TRIALS) -> None:
+    """Trials train without matplotlib; the learning curves and gradient-flow pictures of the best
+    ``count`` completed trials (the Pareto front's first, with several metrics) are drawn now, from what
+    they recorded. Every other trial keeps its curves and verdict tags; a picture costs about a second."""
     from optuna.trial import TrialState
 
     from trainlab.diagnostics.recorded import draw_recorded_pictures
     from trainlab.studies.trial import MLFLOW_RUN_ATTR
     from trainlab.tracking.store import tracking_client
 
+    if len(study.directions) > 1:
+        from trainlab.studies.pareto import pareto_trials
+
+        best = pareto_trials(study)
+    else:
+        sign = -1.0 if study.direction.name == "MAXIMIZE" else 1.0
+        best = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: (sign * t.value, t.number))
     client = tracking_client(uri)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in best[:count]:
         run_id = trial.user_attrs.get(MLFLOW_RUN_ATTR)
         if run_id:
             draw_recorded_pictures(client, run_id, metrics=("loss", spec.metric.split("/")[-1]))
