@@ -148,8 +148,9 @@ def _run_cli_as_nobody(folder: Path, argv: list[str]) -> tuple[int, str]:
         try:
             fd = os.open(err_path, os.O_WRONLY | os.O_CREAT, 0o666)
             os.dup2(fd, 2)
-            os.dup2(fd, 1)
-            sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)  # pytest's capture replaced both
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout's "starting" line is progress, not the error
+            sys.stderr = os.fdopen(fd, "w", buffering=1)  # pytest's capture replaced both
+            sys.stdout = open(os.devnull, "w")
             if os.geteuid() == 0:
                 os.setgroups([])
                 os.setgid(65534)

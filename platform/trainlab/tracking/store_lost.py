@@ -107,13 +107,13 @@ def is_store_unavailable(exc: BaseException) -> bool:
 
 def store_lost(uri: str, run_id: str, cause: BaseException, checkpoint_dir: str | None) -> StoreLost:
     """The one line for a run whose store went away, after keeping its checkpoints (see :func:`keep_checkpoints`)."""
-    from trainlab.studies.storage import public_url
+    from trainlab.secrets import mask_uri
 
     kept = keep_checkpoints(checkpoint_dir, run_id)
     where = f"last checkpoint kept at {kept}" if kept else "no checkpoint had been written yet"
     reason = _root_reason(cause)
     return StoreLost(
-        f"tracking store {public_url(uri)} did not answer for {store_retry_s():.0f} s ({reason}; set {STORE_RETRY_ENV} to wait longer); "
+        f"tracking store {mask_uri(uri)} did not answer for {store_retry_s():.0f} s ({reason}; set {STORE_RETRY_ENV} to wait longer); "
         f"{where}; run {run_id} is ended KILLED by the next trainlab command once the store is back"
     )
 
