@@ -310,7 +310,7 @@ def test_a_store_locked_for_longer_than_the_retry_window_ends_the_run_with_one_l
     assert_one_clean_line(err, f"tracking store {tracking_uri} did not answer for 8 s (database is locked; set TRAINLAB_STORE_RETRY")
     (line,) = [line for line in err.splitlines() if line.startswith("trainlab:")]
     checkpoint = Path(line.split("last checkpoint kept at ", 1)[1].split(";", 1)[0])
-    assert checkpoint.is_file() and checkpoint.suffix == ".ckpt" and checkpoint.parent.parent == workdir / "trainlab-unsaved"
+    assert checkpoint.is_file() and checkpoint.suffix == ".ckpt" and checkpoint.parent.parent == workdir / "checkpoints"
 
     listed = cli("runs")  # the store is back: the first command ends the abandoned run
     assert listed.code == 0, listed

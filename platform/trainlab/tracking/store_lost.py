@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sqlite3
 from pathlib import Path
 
 STORE_RETRY_ENV = "TRAINLAB_STORE_RETRY"
 DEFAULT_STORE_RETRY_S = 120.0
-UNSAVED_DIR = "trainlab-unsaved"  # in the working directory: checkpoints of runs whose store was lost
 _installed = False
 _wait_ms = [int(DEFAULT_STORE_RETRY_S * 1000)] * 2  # the window now (0 once given up), and the one to restore
 
@@ -105,32 +103,18 @@ def is_store_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def store_lost(uri: str, run_id: str, cause: BaseException, checkpoint_dir: str | None) -> StoreLost:
-    """The one line for a run whose store went away, after keeping its checkpoints (see :func:`keep_checkpoints`)."""
+def store_lost(uri: str, run_id: str, cause: BaseException, checkpoint_dir: str | Path | None) -> StoreLost:
+    """The one line for a run whose store went away, naming the checkpoint it keeps in its run folder
+    (:mod:`trainlab.training.resume`): ``trainlab train --resume`` continues from it once the store is back."""
     from trainlab.secrets import mask_uri
 
-    kept = keep_checkpoints(checkpoint_dir, run_id)
-    where = f"last checkpoint kept at {kept}" if kept else "no checkpoint had been written yet"
+    files = sorted(Path(checkpoint_dir).glob("*.ckpt"), key=lambda p: p.stat().st_mtime) if checkpoint_dir else []
+    where = f"last checkpoint kept at {files[-1]}" if files else "no checkpoint had been written yet"
     reason = _root_reason(cause)
     return StoreLost(
         f"tracking store {mask_uri(uri)} did not answer for {store_retry_s():.0f} s ({reason}; set {STORE_RETRY_ENV} to wait longer); "
-        f"{where}; run {run_id} is ended KILLED by the next trainlab command once the store is back"
+        f"{where}; run {run_id} is ended KILLED by the next trainlab command once the store is back (then: trainlab train --resume {run_id})"
     )
-
-
-def keep_checkpoints(checkpoint_dir: str | None, run_id: str) -> Path | None:
-    """Move the run's checkpoints out of its temporary folder into ``./trainlab-unsaved/RUN_ID``; the newest one's path."""
-    files = sorted(Path(checkpoint_dir).glob("*.ckpt"), key=lambda p: p.stat().st_mtime) if checkpoint_dir else []
-    if not files:
-        return None
-    target = Path(UNSAVED_DIR).resolve() / run_id
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        for file in files:
-            shutil.move(str(file), target / file.name)
-    except OSError:
-        return files[-1]  # the temporary folder then stays as it is
-    return target / files[-1].name
 
 
 def _root_reason(exc: BaseException) -> str:

@@ -120,7 +120,7 @@ def fit_run(
                 # Nothing more can be written; the checkpoints leave the temporary folder for the user.
                 give_up()
                 record.abandon()
-                lost = store_lost(uri, record.run_id, exc, workdir.name)
+                lost = store_lost(uri, record.run_id, exc, checkpoints)
                 keep_waiting()
                 raise lost from exc
             status, reason, end_tags = classify_failure(exc, trainer)
