@@ -113,6 +113,9 @@ def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical
     assert first["epoch"] == second["epoch"]
     assert all(torch.equal(first["state_dict"][key], second["state_dict"][key]) for key in first["state_dict"])
     assert not (tmp_path / "checkpoints" / run_id).exists(), "a finished run's checkpoint folder is removed"
+    if model == "mlp":  # a resumed run reproduces as any run: re-run uninterrupted, compared epoch by epoch
+        reproduced = _trainlab(tmp_path, "reproduce", run_id)
+        assert reproduced.returncode == 0 and "MATCH: all" in reproduced.stdout and "bit-identical" in reproduced.stdout, reproduced.stdout[-2000:]
 
 
 def test_resume_refuses_an_unknown_run_and_a_finished_one_in_one_line(tmp_path):
