@@ -1,0 +1,96 @@
+"""Submitting study workers as one SLURM job array (submitit), after sbatch has accepted the script.
+
+Order matters for bad input: :func:`require_sbatch` and :func:`check_with_sbatch` run before the study or
+its parent run exist, so a missing sbatch, an unknown partition or account is one line and nothing is
+recorded or submitted. ``sbatch --test-only`` is SLURM's own validation of exactly the script submitted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainlab.errors import ConfigError
+from trainlab.slurm.settings import PREFIX, SlurmSettings
+
+
+@dataclass(frozen=True)
+class SubmittedArray:
+    job_id: str  # the array's id (tasks are JOBID_0 .. JOBID_N-1)
+    tasks: int
+    folder: Path  # submitit's folder: scripts, pickles, each task's output
+    jobs: list[Any]  # submitit Job objects, one per task (their results say how each ended)
+
+    def log_hint(self) -> str:
+        return str(self.folder / f"{self.job_id}_<task>_log.out")
+
+
+def require_sbatch() -> None:
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--launcher", "slurm", "sbatch on PATH", hint="run on a SLURM login node, or install SLURM's client tools (slurm-client)")
+
+
+def check_with_sbatch(settings: SlurmSettings, job_name: str, tasks: int) -> None:
+    """``sbatch --test-only`` on the script that would be submitted: sbatch's own reason, in one line, when it refuses."""
+    from submitit.slurm.slurm import _make_sbatch_string  # the script submitit will write, same parameters
+
+    script = _make_sbatch_string(command="true", folder=Path(settings.folder).absolute(), map_count=tasks, **settings.submitit_parameters(job_name))
+    done = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        reason = " ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()) or f"exit code {done.returncode}"
+        key = _refused_key(reason, settings)
+        if key == PREFIX:
+            raise ConfigError(PREFIX, expected="settings sbatch accepts", hint=reason)
+        raise ConfigError(key, _refused_value(key, settings), "a value sbatch accepts", hint=reason)
+
+
+def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function, *args) -> SubmittedArray:
+    """``tasks`` array tasks, each calling ``function(*args)`` in a fresh Python (this interpreter, this working directory)."""
+    import submitit
+
+    folder = Path(settings.folder).absolute() / "%j"
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(**settings.submitit_parameters(job_name))
+    with executor.batch():
+        jobs = [executor.submit(function, *args) for _ in range(tasks)]
+    job_id = jobs[0].job_id.split("_")[0]
+    return SubmittedArray(job_id, tasks, Path(str(folder).replace("%j", job_id)), jobs)
+
+
+def _refused_key(reason: str, settings: SlurmSettings) -> str:
+    lowered = reason.lower()
+    for key in ("partition", "account", "qos"):
+        if key in lowered and getattr(settings, key) is not None:
+            return f"{PREFIX}.{key}"
+    if "feature" in lowered and "constraint" in settings.sbatch:
+        return f"{PREFIX}.sbatch.constraint"
+    return PREFIX
+
+
+def _refused_value(key: str, settings: SlurmSettings) -> Any:
+    name = key.removeprefix(PREFIX + ".")
+    if name.startswith("sbatch."):
+        return settings.sbatch[name.split(".", 1)[1]]
+    return getattr(settings, name)
+
+
+def unshared_store_warning(storage_url: str, tracking_uri: str) -> str | None:
+    """One line when the study storage or the tracking store is a file: every node must see that path."""
+    from trainlab.studies.storage import is_rdb_url
+    from trainlab.tracking.store import sqlite_path
+
+    files = [path for path in (None if is_rdb_url(storage_url) else storage_url, sqlite_path(tracking_uri)) if path]
+    if "://" not in tracking_uri and tracking_uri:  # a plain folder store (file:// too below)
+        files.append(tracking_uri)
+    elif tracking_uri.startswith("file:"):
+        files.append(tracking_uri)
+    if not files:
+        return None
+    return (
+        f"warning: --launcher slurm: {' and '.join(files)} must be on a filesystem every node sees "
+        "(fine on a one-node cluster); across machines use --storage postgresql://... and an MLflow server "
+        "(--tracking-uri http://...)"
+    )
