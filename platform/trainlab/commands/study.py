@@ -127,13 +127,12 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
 
         slurm = slurm_settings(experiment.launcher, args.devices_per_trial if gpus_per_trial else None)
         gpu_slots = None
+        check_with_sbatch(slurm, _slurm_job_name(spec.name), args.jobs)  # sbatch's own verdict, before anything exists
     else:
         gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
     check_study_stores(uri, storage_url)  # both, before either is written to
-    if slurm is not None:
-        check_with_sbatch(slurm, _slurm_job_name(spec.name), args.jobs)  # sbatch's own verdict, before anything exists
     return StudyPlan(experiment, spec, gpu_slots, uri, storage_url, pick, slurm)
 
 

@@ -21,11 +21,12 @@ from trainlab.slurm.settings import PREFIX, SlurmSettings
 class SubmittedArray:
     job_id: str  # the array's id (tasks are JOBID_0 .. JOBID_N-1)
     tasks: int
-    folder: Path  # submitit's folder: scripts, pickles, each task's output
+    folder: Path  # launcher.slurm.folder: submitit keeps each task's pickles and output in JOBID_TASK/ under it
     jobs: list[Any]  # submitit Job objects, one per task (their results say how each ended)
 
     def log_hint(self) -> str:
-        return str(self.folder / f"{self.job_id}_<task>_log.out")
+        task = f"{self.job_id}_<task>"
+        return str(self.folder / task / f"{task}_0_log.out") + " (.err beside it)"
 
 
 def require_sbatch() -> None:
@@ -40,7 +41,8 @@ def check_with_sbatch(settings: SlurmSettings, job_name: str, tasks: int) -> Non
     script = _make_sbatch_string(command="true", folder=Path(settings.folder).absolute(), map_count=tasks, **settings.submitit_parameters(job_name))
     done = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        reason = " ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()) or f"exit code {done.returncode}"
+        lines = [line.strip().removeprefix("sbatch: error: ").strip() for line in (done.stderr or done.stdout).splitlines()]
+        reason = "sbatch: " + ("; ".join(line for line in lines if line) or f"exit code {done.returncode}")
         key = _refused_key(reason, settings)
         if key == PREFIX:
             raise ConfigError(PREFIX, expected="settings sbatch accepts", hint=reason)
@@ -57,7 +59,7 @@ def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function,
     with executor.batch():
         jobs = [executor.submit(function, *args) for _ in range(tasks)]
     job_id = jobs[0].job_id.split("_")[0]
-    return SubmittedArray(job_id, tasks, Path(str(folder).replace("%j", job_id)), jobs)
+    return SubmittedArray(job_id, tasks, folder.parent, jobs)
 
 
 def _refused_key(reason: str, settings: SlurmSettings) -> str:

@@ -1,0 +1,135 @@
+"""Study workers as a SLURM job array on a real one-node cluster (.ci/slurm-up.sh starts it).
+
+Skipped with the reason where SLURM cannot be started (not root, no apt); failed in CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, STUDIES, all_runs, need
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+TRAINLAB = [sys.executable, "-m", "trainlab"]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> None:
+    """The one-node cluster, started once (a no-op when `srun hostname` already answers)."""
+    try:
+        done = subprocess.run([str(REPO / ".ci" / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] if done.returncode else []
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        done, reason = None, [str(exc)]
+    need(done is not None and done.returncode == 0, f"no SLURM cluster: .ci/slurm-up.sh: {' '.join(reason)}")
+
+
+def study_file(workdir: Path, *, trials: int, epochs: int, name: str) -> Path:
+    """The demo study, small: a few unpruned trials of a few epochs each."""
+    document = yaml.safe_load((STUDIES / "digits_mlp.yaml").read_text())
+    document["trainer"]["max_epochs"] = epochs
+    document["study"].update(n_trials=trials, pruner={"type": "none"}, name=name)
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def trial_runs(tracking_uri: str):
+    runs = all_runs(tracking_uri)
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags], [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+
+
+def queued(job_name: str) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i"], capture_output=True, text=True).stdout.split()
+
+
+def test_array_of_two_workers_finishes_a_study_with_one_run_per_trial(slurm_cluster, cli, workdir, tracking_uri):
+    path = study_file(workdir, trials=4, epochs=2, name="slurm-array")
+    result = cli("study", path, "--launcher", "slurm", "--jobs", "2", "--wait")
+
+    assert result.code == 0, result
+    job_id = re.search(r"submitted job array (\d+) \(2 task\(s\)", result.out).group(1)
+    assert f"squeue -j {job_id}" in result.out
+    assert re.search(rf"slurm {job_id}: 4/4 trials done, 0 running, 0 failed; best val/acc=\d\.\d+; tasks 0 running, 0 pending", result.out), result.out
+    assert "study slurm-array: 4 complete, 0 pruned, 0 failed" in result.out
+    assert "must be on a filesystem every node sees" in result.err  # journal and sqlite: one warning line
+    trials, parents = trial_runs(tracking_uri)
+    assert sorted(r.data.tags["trainlab.trial"] for r in trials) == ["0", "1", "2", "3"]
+    assert {r.info.status for r in trials} == {"FINISHED"}
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    # Both tasks' output is where the command said: each task ran the study worker.
+    for task in (0, 1):
+        assert (workdir / "slurm_logs" / f"{job_id}_{task}" / f"{job_id}_{task}_0_log.out").is_file()
+
+
+def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slurm_cluster, workdir, tracking_uri):
+    path = study_file(workdir, trials=4, epochs=60, name="slurm-cancel")
+    command = [*TRAINLAB, "study", str(path), "--launcher", "slurm", "--jobs", "2", "--wait"]
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    lines, job_id, cancelled = [], None, False
+    for line in process.stdout:
+        lines.append(line)
+        found = re.search(r"submitted job array (\d+)", line)
+        job_id = found.group(1) if found else job_id
+        if not cancelled and job_id and re.search(r"trials done, 2 running", line):
+            subprocess.run(["scancel", f"{job_id}_0"], check=True)  # one task gone mid-trial
+            cancelled = True
+    code = process.wait(timeout=600)
+    out, err = "".join(lines), process.stderr.read()
+
+    assert cancelled, out
+    assert code == 0, out + err
+    assert "1 array task(s) ended without reporting" in err
+    summary = re.search(r"study slurm-cancel: (\d+) complete, 0 pruned, (\d+) failed", out)
+    assert summary and summary.group(1) == "4" and int(summary.group(2)) >= 1, out
+    trials, parents = trial_runs(tracking_uri)
+    statuses = sorted(r.info.status for r in trials)
+    assert statuses.count("FINISHED") == 4 and "RUNNING" not in statuses, statuses
+    assert "KILLED" in statuses  # the cancelled task's trial, ended (by its SIGTERM or by the reaper)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+@pytest.mark.parametrize(
+    "overrides, env_path, expected",
+    [
+        (["launcher.slurm.partition=no-such-partition"], None,
+         "trainlab: error: launcher.slurm.partition: got 'no-such-partition'; expected a value sbatch accepts (sbatch: invalid partition specified"),
+        (["launcher.slurm.parition=debug"], None, "trainlab: error: launcher.slurm.parition: expected a key among account, cpus_per_task"),
+        (["launcher.slurm.time=soon"], None, "trainlab: error: launcher.slurm.time: got 'soon'; expected minutes"),
+        (["launcher.slurm.sbatch={constraint: no-such-feature}"], None,
+         "trainlab: error: launcher.slurm.sbatch.constraint: got 'no-such-feature'; expected a value sbatch accepts (sbatch: "),
+        ([], "no-sbatch", "trainlab: error: --launcher: got 'slurm'; expected sbatch on PATH"),
+    ],
+    ids=["unknown-partition", "misspelt-key", "bad-time", "unknown-feature", "no-sbatch"],
+)
+def test_bad_slurm_input_is_one_line_exit_2_nothing_submitted_or_recorded(slurm_cluster, cli, workdir, monkeypatch, overrides, env_path, expected):
+    path = study_file(workdir, trials=2, epochs=1, name="slurm-bad")
+    if env_path:
+        monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # the venv's tools, no SLURM
+    result = cli("study", path, "--launcher", "slurm", "--jobs", "2", *overrides)
+
+    assert result.code == 2, result
+    assert result.err.strip().startswith(expected) and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "optuna_journal.log").exists()
+    assert not (workdir / "slurm_logs").exists()
+    monkeypatch.undo()
+    time.sleep(0.5)
+    assert queued("trainlab-slurm-bad") == []
+
+
+def test_wait_needs_the_slurm_launcher(cli, workdir):
+    path = study_file(workdir, trials=2, epochs=1, name="slurm-local")
+    result = cli("study", path, "--wait")
+    assert result.code == 2
+    assert result.err.strip() == "trainlab: error: --wait: expected --launcher slurm as well (a local study always waits for its workers)"
+    assert not (workdir / "mlflow.db").exists()
