@@ -89,7 +89,7 @@ def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slur
 
     assert cancelled, out
     assert code == 0, out + err
-    assert "1 array task(s) ended without reporting" in err
+    assert "1 array task(s) stopped early (scancel, time limit, node lost)" in err, err
     summary = re.search(r"study slurm-cancel: (\d+) complete, 0 pruned, (\d+) failed", out)
     assert summary and summary.group(1) == "4" and int(summary.group(2)) >= 1, out
     trials, parents = trial_runs(tracking_uri)

@@ -312,9 +312,9 @@ def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, par
     follow_array(array.job_id, study, spec.metric, spec.n_trials)
     codes = task_exit_codes(array.jobs)
     close_study_when_done(settings, parent_run_id)  # tasks that were all cancelled could not close it themselves
-    lost = sum(c is None for c in codes)
-    if lost:
-        print(f"trainlab: study {spec.name}: {lost} array task(s) ended without reporting (cancelled, time limit, node lost); their trials were failed and replaced", file=sys.stderr)
+    stopped = sum(c in (None, 130) for c in codes)  # SIGTERM (130) or gone without a word (SIGKILL, node lost)
+    if stopped:
+        print(f"trainlab: study {spec.name}: {stopped} array task(s) stopped early (scancel, time limit, node lost); their trials were failed and replaced", file=sys.stderr)
     errors = [c for c in codes if c not in (None, 0, 130)]
     code = (2 if 2 in errors else 1) if errors else 0
     summary = write_study_report(study, spec, plan.tracking_uri, parent_run_id)
