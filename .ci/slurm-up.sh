@@ -7,9 +7,11 @@
 set -euo pipefail
 
 answers() { timeout 20 srun --immediate=15 hostname >/dev/null 2>&1; }
+# Up and busy (every CPU taken by jobs) counts as up: srun would only wait for a free CPU.
+serving() { pgrep -x munged >/dev/null && pgrep -x slurmd >/dev/null && scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -N -o %T 2>/dev/null | grep -qE "^(idle|mixed|allocated|completing)"; }
 
-if command -v srun >/dev/null && answers; then
-  echo "slurm: up (srun hostname answers)"
+if command -v srun >/dev/null && { serving || answers; }; then
+  echo "slurm: up"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
