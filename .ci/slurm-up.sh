@@ -2,7 +2,7 @@
 # A one-node SLURM cluster on this machine, for the slurm tests (and for trying `--launcher slurm` by hand).
 # Installs Debian's slurmctld, slurmd, slurm-client and munge when missing (needs root), writes a munge key
 # and a minimal slurm.conf (node = `hostname -s`, 2 CPUs), starts munged, slurmctld and slurmd, and waits
-# until `srun hostname` answers. Idempotent: a running cluster is left as it is.
+# until `srun hostname` answers. Idempotent: a running cluster with this configuration is left as it is.
 #   sudo .ci/slurm-up.sh           exit 0 once `srun hostname` answers
 set -euo pipefail
 
@@ -10,45 +10,20 @@ answers() { timeout 20 srun --immediate=15 hostname >/dev/null 2>&1; }
 # Up and busy (every CPU taken by jobs) counts as up: srun would only wait for a free CPU.
 serving() { pgrep -x munged >/dev/null && pgrep -x slurmd >/dev/null && scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -N -o %T 2>/dev/null | grep -qE "^(idle|mixed|allocated|completing)"; }
 
-if command -v srun >/dev/null && { serving || answers; }; then
-  echo "slurm: up"
-  exit 0
-fi
-if [ "$(id -u)" != 0 ]; then
-  echo "slurm-up: needs root to install and start SLURM" >&2
-  exit 1
-fi
-
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
-fi
-
 NODE="$(hostname -s)"
 CONF_DIR=/etc/slurm
 [ -d /etc/slurm-llnl ] && [ ! -d /etc/slurm ] && CONF_DIR=/etc/slurm-llnl
 
-# munge: one key, readable by the munge user only; munged runs as that user.
-install -d -o munge -g munge -m 0700 /etc/munge /var/lib/munge /var/log/munge
-install -d -o munge -g munge -m 0755 /run/munge
-if [ ! -s /etc/munge/munge.key ]; then
-  dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
-fi
-chown munge:munge /etc/munge/munge.key
-chmod 0400 /etc/munge/munge.key
-if ! pgrep -x munged >/dev/null; then
-  su -s /bin/sh munge -c "/usr/sbin/munged"
-fi
-
 # slurm.conf: one node, linuxproc tracking (no cgroups in a container), requeue allowed.
-install -d -m 0755 "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-chown slurm:slurm /var/spool/slurmctld /var/log/slurm 2>/dev/null || true
-cat >"$CONF_DIR/slurm.conf.new" <<EOF
+slurm_conf() {
+  cat <<EOF
 ClusterName=trainlab
 SlurmctldHost=${NODE}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job may start again after cred_expire seconds (default 120): short, for the requeue test.
+AuthInfo=cred_expire=30
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=/run/slurmctld.pid
@@ -74,11 +49,40 @@ MpiDefault=none
 NodeName=${NODE} CPUs=2 State=UNKNOWN
 PartitionName=debug Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-if ! cmp -s "$CONF_DIR/slurm.conf.new" "$CONF_DIR/slurm.conf" 2>/dev/null; then
-  mv "$CONF_DIR/slurm.conf.new" "$CONF_DIR/slurm.conf"
+}
+
+if command -v srun >/dev/null && { serving || answers; } && slurm_conf | cmp -s - "$CONF_DIR/slurm.conf"; then
+  echo "slurm: up"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "slurm-up: needs root to install and start SLURM" >&2
+  exit 1
+fi
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+fi
+
+# munge: one key, readable by the munge user only; munged runs as that user.
+install -d -o munge -g munge -m 0700 /etc/munge /var/lib/munge /var/log/munge
+install -d -o munge -g munge -m 0755 /run/munge
+if [ ! -s /etc/munge/munge.key ]; then
+  dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
+fi
+chown munge:munge /etc/munge/munge.key
+chmod 0400 /etc/munge/munge.key
+if ! pgrep -x munged >/dev/null; then
+  su -s /bin/sh munge -c "/usr/sbin/munged"
+fi
+
+install -d -m 0755 "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+chown slurm:slurm /var/spool/slurmctld /var/log/slurm 2>/dev/null || true
+if ! slurm_conf | cmp -s - "$CONF_DIR/slurm.conf"; then
+  slurm_conf >"$CONF_DIR/slurm.conf"
   changed=1
 else
-  rm "$CONF_DIR/slurm.conf.new"
   changed=0
 fi
 
