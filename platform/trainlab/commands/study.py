@@ -282,7 +282,7 @@ def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, par
     The parent run has no owner here (this command may exit at once): the array's last task ends it.
     """
     from trainlab.slurm import submit_workers
-    from trainlab.slurm.array_task import close_study_when_done, run_array_task
+    from trainlab.slurm.array_task import StudyWorkerTask, close_study_when_done
     from trainlab.slurm.follow import follow_array, task_exit_codes
     from trainlab.slurm.submit import unshared_store_warning
     from trainlab.studies.report import write_study_report
@@ -303,8 +303,9 @@ def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, par
         jobs=args.jobs,
         devices_per_trial=args.devices_per_trial,
     )
-    array = submit_workers(plan.slurm, _slurm_job_name(spec.name), args.jobs, run_array_task, settings, parent_run_id)
-    print(f"slurm: submitted job array {array.job_id} ({array.tasks} task(s), one study worker each)")
+    array = submit_workers(plan.slurm, _slurm_job_name(spec.name), args.jobs, StudyWorkerTask(), settings, parent_run_id)
+    kind = "job array" if array.tasks > 1 else "job"
+    print(f"slurm: submitted {kind} {array.job_id} ({array.tasks} task(s), one study worker each)")
     print(f"follow: squeue -j {array.job_id}   (sacct -j {array.job_id} once it ran, where accounting is on); output: {array.log_hint()}", flush=True)
     if not args.wait:
         print(f"the array's last task ends the parent run {parent_run_id}; cancel with: scancel {array.job_id}")

@@ -6,27 +6,23 @@ running and pending (SLURM's own view, ``squeue``; accounting, hence ``sacct``, 
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 POLL_S = 3.0
 _ACTIVE = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT"}
 
 
-def queued_tasks(job_id: str) -> list[str]:
-    """States of the array's tasks still in SLURM's queue (one per task, pending ones included)."""
-    done = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:  # "Invalid job id specified": the whole array has left the queue
-        return []
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
-
-
 def follow_array(job_id: str, study, metric: str, n_trials: int | None, poll_s: float = POLL_S) -> None:
     from optuna.trial import TrialState
 
+    from trainlab.slurm.queue import queued_states
+
     last = None
     while True:
-        states = queued_tasks(job_id)
+        states = queued_states(job_id)
+        if states is None:  # the controller did not answer: ask again
+            time.sleep(poll_s)
+            continue
         trials = study.get_trials(deepcopy=False)
         counted = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)

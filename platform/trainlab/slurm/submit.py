@@ -24,9 +24,15 @@ class SubmittedArray:
     folder: Path  # launcher.slurm.folder: submitit keeps each task's pickles and output in JOBID_TASK/ under it
     jobs: list[Any]  # submitit Job objects, one per task (their results say how each ended)
 
+    def task_ids(self) -> list[str]:
+        """SLURM's names of the tasks (submitit submits a single task as a plain job, not an array)."""
+        return [job.job_id for job in self.jobs]
+
     def log_hint(self) -> str:
-        task = f"{self.job_id}_<task>"
-        return str(self.folder / task / f"{task}_0_log.out") + " (.err beside it)"
+        stdout = str(self.jobs[0].paths.stdout)
+        if self.tasks > 1:
+            stdout = stdout.replace(self.jobs[0].job_id, f"{self.job_id}_<task>")
+        return stdout + " (.err beside it)"
 
 
 def require_sbatch() -> None:
@@ -50,7 +56,8 @@ def check_with_sbatch(settings: SlurmSettings, job_name: str, tasks: int) -> Non
 
 
 def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function, *args) -> SubmittedArray:
-    """``tasks`` array tasks, each calling ``function(*args)`` in a fresh Python (this interpreter, this working directory)."""
+    """``tasks`` array tasks, each calling ``function(*args)`` in a fresh Python (this interpreter, this
+    working directory); a callable with a ``checkpoint`` method is requeued on SIGUSR2 (submitit's protocol)."""
     import submitit
 
     folder = Path(settings.folder).absolute() / "%j"

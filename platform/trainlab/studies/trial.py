@@ -208,7 +208,7 @@ def trial_config(trial, context: TrialContext):
     return resolve_run_config(run)
 
 
-def run_trial(trial, context: TrialContext, config=None) -> float | list[float]:
+def run_trial(trial, context: TrialContext, config=None, resume=None) -> float | list[float]:
     """Train one trial through ``launch`` and return its objective: the best epoch value of the metric
     (with several metrics, their values for the kept model: :func:`trial_values`).
 
@@ -220,7 +220,7 @@ def run_trial(trial, context: TrialContext, config=None) -> float | list[float]:
     spec = context.spec
     config = config or trial_config(trial, context)
     tags = {"trainlab.kind": "trial", "trainlab.study": spec.name, "trainlab.trial": str(trial.number)}
-    result = launch(config, context.tracking_uri, parent_run_id=context.parent_run_id, tags=tags, role=TrialRole(trial, context))
+    result = launch(config, context.tracking_uri, parent_run_id=context.parent_run_id, tags=tags, role=TrialRole(trial, context), resume=resume)
     trial.set_user_attr(TEST_METRICS_ATTR, {k: v for k, v in result.metrics.items() if k.startswith("test/")})
     if not spec.is_multi_objective and not spec.constraints:
         return objective_value(result.history, spec)
@@ -261,15 +261,15 @@ def objective_value(history: dict[str, list[tuple[int, float]]], spec: StudySpec
     return best
 
 
-def attempt_trial(trial, context: TrialContext, config=None) -> TrialOutcome:
+def attempt_trial(trial, context: TrialContext, config=None, resume=None) -> TrialOutcome:
     """Train ``trial`` here and say how it ended. A trial's own error never escapes (the study goes on);
-    Ctrl-C and SIGTERM do."""
+    Ctrl-C and SIGTERM do. ``resume`` (a ResumeFrom) continues the trial's run from its checkpoint."""
     import optuna
 
     from trainlab.training.fit_run import RunEnded
 
     try:
-        return TrialOutcome("complete", value=run_trial(trial, context, config))
+        return TrialOutcome("complete", value=run_trial(trial, context, config, resume))
     except optuna.TrialPruned:
         return TrialOutcome("pruned")
     except RunEnded as ended:
@@ -283,24 +283,27 @@ def attempt_trial(trial, context: TrialContext, config=None) -> TrialOutcome:
         return TrialOutcome("fail", reason=f"{type(exc).__name__}: {exc}")
 
 
-def execute_trial(study, trial, context: TrialContext):
+def execute_trial(study, trial, context: TrialContext, resume=None):
     """Run ``trial`` and tell Optuna how it ended: COMPLETE, PRUNED or FAIL (reason in a user attr).
 
     A trial whose config needs several processes (``trainer.devices: 2, strategy: ddp``) runs as its own
     process group while this worker keeps its heartbeat and waits. A failing trial never stops the study;
     a :class:`MetricNotLogged` error does (no trial could ever be judged), after its trial is failed.
-    Ctrl-C fails the trial and propagates. Returns the FrozenTrial.
+    Ctrl-C fails the trial and propagates. ``resume`` continues a trial handed over by a requeued SLURM
+    task in its own MLflow run. Returns the FrozenTrial.
     """
     try:
         with heartbeat(trial):
             try:
-                outcome = attempt_trial(trial, context, trial_config(trial, context))
+                outcome = attempt_trial(trial, context, trial_config(trial, context), resume)
             except ConfigError as exc:
                 outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
     except KeyboardInterrupt:
+        from trainlab.studies.stale import is_handed_over
         from trainlab.training.processes import interrupt_reason
 
-        _fail(study, trial, interrupt_reason())
+        if not is_handed_over(study, trial):  # a requeued SLURM task resumes it (trainlab.slurm.array_task)
+            _fail(study, trial, interrupt_reason())
         raise
     frozen = _tell(study, trial, outcome)
     if outcome.fatal is not None:
