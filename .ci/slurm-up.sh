@@ -22,7 +22,7 @@ SlurmctldHost=${NODE}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-# A requeued job may start again after cred_expire seconds (default 120): short, for the requeue test.
+# A requeued job may start again after cred_expire seconds (default 120): 30, for the requeue test.
 AuthInfo=cred_expire=30
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
@@ -87,7 +87,9 @@ else
 fi
 
 if [ "$changed" = 1 ] && pgrep -x slurmctld >/dev/null; then
-  scontrol reconfigure || true
+  # Some settings (AuthInfo) are read only at start: restart the daemons (jobs and their state survive).
+  scontrol shutdown >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
 fi
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd

@@ -48,6 +48,18 @@ def trial_runs(tracking_uri: str):
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags], [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
+def wait_for_epochs(client, epochs: int, timeout_s: float = 120) -> None:
+    """Until the one trial run of the store has logged ``epochs`` epochs of val/acc."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = [r for r in client.search_runs(experiments) if "mlflow.parentRunId" in r.data.tags] if experiments else []
+        if runs and len(client.get_metric_history(runs[0].info.run_id, "val/acc")) >= epochs:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the trial did not reach {epochs} epochs in {timeout_s} s")
+
+
 def queued(job_name: str) -> list[str]:
     return subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i"], capture_output=True, text=True).stdout.split()
 
@@ -96,6 +108,40 @@ def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slur
     statuses = sorted(r.info.status for r in trials)
     assert statuses.count("FINISHED") == 4 and "RUNNING" not in statuses, statuses
     assert "KILLED" in statuses  # the cancelled task's trial, ended (by its SIGTERM or by the reaper)
+    assert [p.info.status for p in parents] == ["FINISHED"]
+
+
+def test_a_signalled_task_is_requeued_and_its_trial_resumes_in_the_same_run(slurm_cluster, workdir, tracking_uri, mlflow_client):
+    """SIGUSR2 is what SLURM sends signal_delay_s before the time limit (--signal) and on preemption."""
+    epochs = 300
+    path = study_file(workdir, trials=1, epochs=epochs, name="slurm-requeue")
+    command = [*TRAINLAB, "study", str(path), "--launcher", "slurm", "--jobs", "1", "--wait"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests"), "TRAINLAB_CHECKPOINT_EVERY_S": "0"}  # a checkpoint every epoch
+    process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines, job_id, signalled = [], None, False
+    for line in process.stdout:
+        lines.append(line)
+        found = re.search(r"submitted job (\d+)", line)
+        job_id = found.group(1) if found else job_id
+        if not signalled and job_id and re.search(r"0/1 trials done, 1 running", line):
+            wait_for_epochs(mlflow_client, 10)  # some epochs into the trial, so that its run has a checkpoint
+            subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+            signalled = True
+    code = process.wait(timeout=600)
+    out, err = "".join(lines), process.stderr.read()
+
+    assert signalled and code == 0, out + err
+    assert "study slurm-requeue: 1 complete, 0 pruned, 0 failed" in out
+    script = (workdir / "slurm_logs" / job_id / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --signal=USR2@120" in script  # every task is warned before its time limit
+    task_log = (workdir / "slurm_logs" / job_id / f"{job_id}_0_log.err").read_text()
+    assert f"trainlab: SLURM task {job_id} requeued before its time limit; trial 0 continues from its checkpoint" in task_log
+    assert "trainlab: resuming trial 0 (run " in task_log
+    trials, parents = trial_runs(tracking_uri)
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"  # one run, continued
+    assert trials[0].data.tags["trainlab.resumed"].startswith("1 times, last from epoch ")
+    steps = [m.step for m in mlflow_client.get_metric_history(trials[0].info.run_id, "val/acc")]
+    assert sorted(steps) == list(range(epochs))  # every epoch once: none repeated, none skipped
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 

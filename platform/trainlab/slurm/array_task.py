@@ -93,8 +93,10 @@ def resume_handed_over_trial(study, storage, context, number: int):
         print(f"trainlab: trial {number} was not resumed: it is {frozen.state.name} now", file=sys.stderr, flush=True)
         return None
     run_id = frozen.user_attrs.get(MLFLOW_RUN_ATTR)
-    _end_predecessors_run(context.tracking_uri, run_id)
     try:
+        if not run_id:
+            raise ConfigError("trial", number, "a trial whose run had begun", hint="the task was signalled before the trial's run existed")
+        _end_predecessors_run(context.tracking_uri, run_id)
         resume = resume_point(context.tracking_uri, run_id)
     except ConfigError as exc:
         storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, f"requeued, but its run cannot be resumed: {exc.message}"[:2000])
