@@ -145,6 +145,20 @@ def test_a_signalled_task_is_requeued_and_its_trial_resumes_in_the_same_run(slur
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 
+def test_a_two_task_ddp_train_through_srun_is_one_run_with_rank_0s_curves(slurm_cluster, cli, workdir, fast_digits, tracking_uri, mlflow_client):
+    result = cli("train", fast_digits, "--launcher", "slurm", "trainer.devices=2", "trainer.strategy=ddp",
+                 "trainer.accelerator=cpu", "trainer.max_epochs=2")
+
+    assert result.code == 0, result
+    job_id = re.search(r"slurm: submitted job (\d+) \(1 node\(s\) x 2 task\(s\), one per device\)", result.out).group(1)
+    run_id = re.search(r"run (\w+) FINISHED", result.out).group(1)
+    runs = all_runs(tracking_uri)
+    assert [r.info.run_id for r in runs] == [run_id]  # rank 1 made no run
+    assert [m.step for m in mlflow_client.get_metric_history(run_id, "val/acc")] == [0, 1]
+    rank0_log = (workdir / "slurm_logs" / job_id / f"{job_id}_0_log.err").read_text()
+    assert "Starting with 2 processes" in rank0_log  # Lightning's SLURM environment: one world of the job's tasks
+
+
 @pytest.mark.parametrize(
     "overrides, env_path, expected",
     [

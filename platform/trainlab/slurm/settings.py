@@ -41,10 +41,13 @@ class SlurmSettings:
     signal_delay_s: int = 120
     sbatch: dict[str, Any] = field(default_factory=dict)
     folder: str = "slurm_logs"
+    nodes: int = 1  # a training job's shape (trainer.num_nodes x trainer.devices); a study task is one process
+    tasks_per_node: int = 1
 
     def submitit_parameters(self, job_name: str) -> dict[str, Any]:
         """submitit's SlurmExecutor parameters (its own names; the rest goes to ``additional_parameters``)."""
-        params: dict[str, Any] = {"job_name": job_name, "time": self.time_min, "signal_delay_s": self.signal_delay_s}
+        params: dict[str, Any] = {"job_name": job_name, "time": self.time_min, "signal_delay_s": self.signal_delay_s,
+                                  "nodes": self.nodes, "ntasks_per_node": self.tasks_per_node}
         for key in ("partition", "cpus_per_task", "gpus_per_node", "account", "qos"):
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)
@@ -68,7 +71,7 @@ def slurm_settings(launcher: Any, gpus_per_trial: int | None = None) -> SlurmSet
     section = launcher.get("slurm") or {}
     if not isinstance(section, dict):
         raise ConfigError(PREFIX, section, "a mapping of sbatch settings (partition, time, cpus_per_task, mem, ...)")
-    known = {f for f in SlurmSettings.__dataclass_fields__ if f != "time_min"} | {"time"}
+    known = {f for f in SlurmSettings.__dataclass_fields__ if f not in ("time_min", "nodes", "tasks_per_node")} | {"time"}
     for key in section:
         if key not in known:
             raise ConfigError(f"{PREFIX}.{key}", expected=f"a key among {', '.join(sorted(known))}", hint="other sbatch flags go under launcher.slurm.sbatch")

@@ -44,7 +44,8 @@ def check_with_sbatch(settings: SlurmSettings, job_name: str, tasks: int) -> Non
     """``sbatch --test-only`` on the script that would be submitted: sbatch's own reason, in one line, when it refuses."""
     from submitit.slurm.slurm import _make_sbatch_string  # the script submitit will write, same parameters
 
-    script = _make_sbatch_string(command="true", folder=Path(settings.folder).absolute(), map_count=tasks, **settings.submitit_parameters(job_name))
+    array = {"map_count": tasks} if tasks > 1 else {}
+    script = _make_sbatch_string(command="true", folder=Path(settings.folder).absolute(), **array, **settings.submitit_parameters(job_name))
     done = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         lines = [line.strip().removeprefix("sbatch: error: ").strip() for line in (done.stderr or done.stdout).splitlines()]
