@@ -193,3 +193,20 @@ def test_wait_needs_the_slurm_launcher(cli, workdir):
     assert result.code == 2
     assert result.err.strip() == "trainlab: error: --wait: expected --launcher slurm as well (a local study always waits for its workers)"
     assert not (workdir / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["trainer.devices=auto"], "trainlab: error: trainer.devices: got 'auto'; expected a number of devices per node (an integer) with --launcher slurm"),
+        (["trainer.devices=2", "launcher.slurm.partition=no-such-partition"],
+         "trainlab: error: launcher.slurm.partition: got 'no-such-partition'; expected a value sbatch accepts (sbatch: invalid partition specified"),
+    ],
+    ids=["devices-auto", "unknown-partition"],
+)
+def test_bad_slurm_train_input_is_one_line_exit_2_nothing_recorded(slurm_cluster, cli, workdir, fast_digits, overrides, expected):
+    result = cli("train", fast_digits, "--launcher", "slurm", *overrides)
+
+    assert result.code == 2, result
+    assert result.err.strip().startswith(expected) and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "slurm_logs").exists()
