@@ -48,16 +48,16 @@ def trial_runs(tracking_uri: str):
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags], [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
-def wait_for_epochs(client, epochs: int, timeout_s: float = 120) -> None:
-    """Until the one trial run of the store has logged ``epochs`` epochs of val/acc."""
+def wait_for_epochs(client, epochs: int, runs: int = 1, timeout_s: float = 120) -> None:
+    """Until ``runs`` RUNNING trial runs of the store have logged ``epochs`` epochs of val/acc each."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = [r for r in client.search_runs(experiments) if "mlflow.parentRunId" in r.data.tags] if experiments else []
-        if runs and len(client.get_metric_history(runs[0].info.run_id, "val/acc")) >= epochs:
+        running = [r for r in client.search_runs(experiments) if "mlflow.parentRunId" in r.data.tags and r.info.status == "RUNNING"] if experiments else []
+        if sum(len(client.get_metric_history(r.info.run_id, "val/acc")) >= epochs for r in running) >= runs:
             return
         time.sleep(0.5)
-    raise AssertionError(f"the trial did not reach {epochs} epochs in {timeout_s} s")
+    raise AssertionError(f"{runs} trial run(s) did not reach {epochs} epochs in {timeout_s} s")
 
 
 def queued(job_name: str) -> list[str]:
@@ -83,7 +83,7 @@ def test_array_of_two_workers_finishes_a_study_with_one_run_per_trial(slurm_clus
         assert (workdir / "slurm_logs" / f"{job_id}_{task}" / f"{job_id}_{task}_0_log.out").is_file()
 
 
-def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slurm_cluster, workdir, tracking_uri):
+def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slurm_cluster, workdir, tracking_uri, mlflow_client):
     path = study_file(workdir, trials=4, epochs=60, name="slurm-cancel")
     command = [*TRAINLAB, "study", str(path), "--launcher", "slurm", "--jobs", "2", "--wait"]
     process = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -94,6 +94,7 @@ def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slur
         found = re.search(r"submitted job array (\d+)", line)
         job_id = found.group(1) if found else job_id
         if not cancelled and job_id and re.search(r"trials done, 2 running", line):
+            wait_for_epochs(mlflow_client, 3, runs=2)  # both tasks mid-trial
             subprocess.run(["scancel", f"{job_id}_0"], check=True)  # one task gone mid-trial
             cancelled = True
     code = process.wait(timeout=600)
