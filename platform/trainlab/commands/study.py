@@ -126,6 +126,8 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
         from trainlab.slurm.submit import check_with_sbatch
 
         slurm = slurm_settings(experiment.launcher, args.devices_per_trial if gpus_per_trial else None)
+        if not gpus_per_trial and args.devices_per_trial and slurm.cpus_per_task is None:
+            slurm = replace(slurm, cpus_per_task=args.devices_per_trial)  # a K-process CPU trial: K cores per task
         gpu_slots = None
         check_with_sbatch(slurm, _slurm_job_name(spec.name), args.jobs)  # sbatch's own verdict, before anything exists
     else:
