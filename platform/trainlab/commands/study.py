@@ -7,6 +7,7 @@ again continues the study up to its total n_trials; trials of a killed process a
   trainlab study studies/digits_mlp.yaml trainer.max_epochs=5 --storage postgresql://me@db/optuna
   trainlab study studies/fashion_cnn.yaml --jobs 2 --devices-per-trial 4    (8 GPUs: two 4-GPU DDP trials at a time)
   trainlab study studies/digits_mlp.yaml --refit-best --register digits-mlp  (prints models:/digits-mlp/1)
+  trainlab study studies/digits_mlp.yaml --launcher slurm --jobs 8 --wait launcher.slurm.partition=cpu
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--register", default=None, metavar="NAME",
                         help="register the refit model in MLflow's Model Registry as the next version of NAME "
                         "(implies --refit-best; default: not registered)")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="where the --jobs workers run: local processes (default), or one SLURM job array (submitit; "
+                        "settings from the file's launcher.slurm section)")
+    parser.add_argument("--wait", action="store_true", help="with --launcher slurm: follow the job array and exit with the study's result")
     add_tracking_uri(parser)
 
 
@@ -56,6 +61,7 @@ class StudyPlan:
     tracking_uri: str
     storage_url: str
     pick: Any = None  # the --pick rule (trainlab.studies.pareto.PickRule), checked against the study's metrics
+    slurm: Any = None  # with --launcher slurm: its trainlab.slurm.SlurmSettings, accepted by sbatch --test-only
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.tracking.store import tracking_client
 
     study, storage, parent_run_id = _open_or_resume(plan)
+    if plan.slurm is not None:
+        return _run_on_slurm(plan, args, study, storage, parent_run_id)
     # This invocation owns the parent run while it runs: killed with it, the parent is reaped like any run.
     ownership = claim_run(tracking_client(plan.tracking_uri), parent_run_id)
     _announce(plan, args, parent_run_id)
@@ -92,6 +100,15 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
         raise ConfigError("--jobs", args.jobs, "an integer >= 1")
     if args.devices_per_trial is not None and args.devices_per_trial < 1:
         raise ConfigError("--devices-per-trial", args.devices_per_trial, "an integer >= 1")
+    on_slurm = args.launcher == "slurm"
+    if args.wait and not on_slurm:
+        raise ConfigError("--wait", expected="--launcher slurm as well (a local study always waits for its workers)")
+    if on_slurm and (args.refit_best or args.register) and not args.wait:
+        raise ConfigError("--refit-best", expected="--wait as well with --launcher slurm (the refit trains once the array is done)")
+    if on_slurm:
+        from trainlab.slurm import require_sbatch
+
+        require_sbatch()
     if args.register is not None:
         from trainlab.studies.refit import check_model_name
 
@@ -107,15 +124,26 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
     pick = _pick_rule(args, spec)
     trial_trainer = resolve_run_config(as_trained.run).section("trainer")
     gpus_per_trial = trial_gpu_count(trial_trainer, args.devices_per_trial)
-    if args.jobs is None:
+    if args.jobs is None:  # study.jobs; "auto" sizes local workers to this machine (an array's tasks: one each)
         from trainlab.studies.worker import auto_jobs
 
-        args.jobs = auto_jobs(gpus_per_trial, visible_gpus()) if spec.jobs == "auto" else spec.jobs
-    gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
+        args.jobs = spec.jobs if spec.jobs != "auto" else 1 if on_slurm else auto_jobs(gpus_per_trial, visible_gpus())
+    slurm = None
+    if on_slurm:  # GPUs are the array tasks' (SLURM gives each its own), not this machine's
+        from trainlab.slurm import slurm_settings
+        from trainlab.slurm.submit import check_with_sbatch
+
+        slurm = slurm_settings(experiment.launcher, args.devices_per_trial if gpus_per_trial else None)
+        if not gpus_per_trial and args.devices_per_trial and slurm.cpus_per_task is None:
+            slurm = replace(slurm, cpus_per_task=args.devices_per_trial)  # a K-process CPU trial: K cores per task
+        gpu_slots = None
+        check_with_sbatch(slurm, _slurm_job_name(spec.name), args.jobs)  # sbatch's own verdict, before anything exists
+    else:
+        gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
     storage_url = resolve_storage_url(args.storage, uri)
     check_study_stores(uri, storage_url)  # both, before either is written to
-    return StudyPlan(experiment, spec, gpu_slots, uri, storage_url, pick)
+    return StudyPlan(experiment, spec, gpu_slots, uri, storage_url, pick, slurm)
 
 
 def _pick_rule(args: argparse.Namespace, spec):
@@ -218,6 +246,14 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         else:
             ownership.stop()
             end_parent_run(uri, parent_run_id, status, reason)
+    return _print_outcome(plan, args, study, summary, code, parent_run_id)
+
+
+def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str) -> int:
+    """The study's counts and best trial (or Pareto front), pictures of completed trials, the refit; the exit code."""
+    from trainlab.studies.storage import public_url
+
+    spec, uri = plan.spec, plan.tracking_uri
     print(
         f"study {spec.name}: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed"
         f" ({summary.epochs} epochs trained)" + (f"; {summary.lost} lost to dead workers" if summary.lost else "")
@@ -249,6 +285,56 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
             print(f"registered model: {registered}  (mlflow.pytorch.load_model)")
     print(f"browse: trainlab ui --tracking-uri {mask_uri(uri)} --storage {mask_uri(plan.storage_url)}")
     return code
+
+
+def _slurm_job_name(study_name: str) -> str:
+    return f"trainlab-{study_name}"
+
+
+def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, parent_run_id: str) -> int:
+    """Submit the workers as one job array; with --wait, follow it and report as a local study does.
+
+    The parent run has no owner here (this command may exit at once): the array's last task ends it.
+    """
+    from trainlab.slurm import submit_workers
+    from trainlab.slurm.array_task import StudyWorkerTask, close_study_when_done
+    from trainlab.slurm.follow import follow_array, task_exit_codes
+    from trainlab.slurm.submit import unshared_store_warning
+    from trainlab.studies.report import write_study_report
+    from trainlab.studies.worker import WorkerSettings
+
+    spec = plan.spec
+    warning = unshared_store_warning(plan.storage_url, plan.tracking_uri)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    _announce(plan, args, parent_run_id)
+    settings = WorkerSettings(
+        storage_url=plan.storage_url,
+        study_name=spec.name,
+        tracking_uri=plan.tracking_uri,
+        n_trials=spec.n_trials,
+        timeout=spec.timeout,
+        deadline=time.time() + spec.timeout if spec.timeout else None,
+        jobs=args.jobs,
+        devices_per_trial=args.devices_per_trial,
+    )
+    array = submit_workers(plan.slurm, _slurm_job_name(spec.name), args.jobs, StudyWorkerTask(), settings, parent_run_id)
+    kind = "job array" if array.tasks > 1 else "job"
+    print(f"slurm: submitted {kind} {array.job_id} ({array.tasks} task(s), one study worker each)")
+    print(f"follow: squeue -j {array.job_id}   (sacct -j {array.job_id} once it ran, where accounting is on); output: {array.log_hint()}", flush=True)
+    if not args.wait:
+        print(f"the array's last task ends the parent run {parent_run_id}; cancel with: scancel {array.job_id}")
+        return 0
+    follow_array(array.job_id, study, spec.metric, spec.n_trials)
+    codes = task_exit_codes(array.jobs)
+    close_study_when_done(settings, parent_run_id)  # tasks that were all cancelled could not close it themselves
+    stopped = sum(c in (None, 130) for c in codes)  # SIGTERM (130) or gone without a word (SIGKILL, node lost)
+    if stopped:
+        print(f"trainlab: study {spec.name}: {stopped} array task(s) stopped early (scancel, time limit, node lost); their trials were failed and replaced", file=sys.stderr)
+    errors = [c for c in codes if c not in (None, 0, 130)]
+    code = (2 if 2 in errors else 1) if errors else 0
+    summary = write_study_report(study, spec, plan.tracking_uri, parent_run_id)
+    return _print_outcome(plan, args, study, summary, code, parent_run_id)
 
 
 def _print_pareto(study, spec) -> None:

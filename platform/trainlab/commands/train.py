@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", metavar="RUN_ID",
         help="continue an unfinished run (killed, failed, preempted) from its last checkpoint, in the same MLflow run; no FILE",
     )
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="slurm: one SLURM job, trainer.num_nodes nodes x trainer.devices tasks (srun; Lightning's SLURM "
+                        "environment), settings from the file's launcher.slurm section; waits for the run")
     add_tracking_uri(parser)
 
 
@@ -32,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if args.resume:
+        if args.launcher == "slurm":
+            raise ConfigError("--launcher", "slurm", "no --resume (resume a run where it trained, or re-run its config on SLURM)")
         config, resume = _resumed(args, uri)
     else:
         if not args.file:
@@ -41,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         for note in experiment.notes:
             print(f"note: {note}", file=sys.stderr)
         config, resume = resolve_run_config(experiment.run), None
+        slurm = _slurm_job(args, experiment, config) if args.launcher == "slurm" else None
         check_tracking_store(uri, create=True)
+        if slurm is not None:
+            return _train_on_slurm(slurm, config, uri)
     try:
         # One process: trains here. Several: a process group of its own, so that Lightning re-executes the
         # group's member, not this command. Under torchrun every rank trains here.
@@ -65,6 +73,60 @@ def run(args: argparse.Namespace) -> int:
     return 0
     if resume:
         print(f"resumed from epoch {resume.epoch} (tag trainlab.resumed)")
+    return 0
+
+
+def _slurm_job(args: argparse.Namespace, experiment, config):
+    """The job's SlurmSettings, accepted by ``sbatch --test-only``; bad input before anything is recorded."""
+    from trainlab.slurm import require_sbatch, slurm_settings
+    from trainlab.slurm.submit import check_with_sbatch
+    from trainlab.slurm.train_job import job_shape
+
+    require_sbatch()
+    settings = job_shape(config.section("trainer"), slurm_settings(experiment.launcher))
+    check_with_sbatch(settings, _job_name(config), 1)
+    return settings
+
+
+def _job_name(config) -> str:
+    return f"trainlab-train-{(config.section('tracking') or {}).get('experiment') or 'run'}"
+
+
+def _train_on_slurm(settings, config, uri: str) -> int:
+    """Submit the run as one job, follow it until it leaves the queue, and report rank 0's result."""
+    import time
+
+    from trainlab.slurm import submit_workers
+    from trainlab.slurm.queue import queued_states
+    from trainlab.slurm.train_job import TrainTask, rank_zero_result
+    from trainlab.training.fit_run import RunResult
+
+    job = submit_workers(settings, _job_name(config), 1, TrainTask(), config, uri)
+    tasks = settings.nodes * settings.tasks_per_node
+    print(f"slurm: submitted job {job.job_id} ({settings.nodes} node(s) x {settings.tasks_per_node} task(s), one per device)")
+    print(f"follow: squeue -j {job.job_id}; output: {job.log_hint()}", flush=True)
+    last = None
+    while True:
+        states = queued_states(job.job_id, tasks=False)
+        if states == []:
+            break
+        if states and states[0] != last:
+            print(f"slurm {job.job_id}: {states[0]} ({tasks} task(s))", flush=True)
+            last = states[0]
+        time.sleep(2)
+    fields = rank_zero_result(job.jobs[0])
+    if fields is None:
+        print(f"trainlab: slurm job {job.job_id} ended without a result; see {job.log_hint()}", file=sys.stderr)
+        return 1
+    from trainlab.training.launch import result_from_json
+
+    result: RunResult = result_from_json(fields)
+    if result.status != "FINISHED":
+        print(f"trainlab: run {result.run_id} {result.status}: {result.reason}", file=sys.stderr)
+        return 1
+    summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
+    print(f"run {result.run_id} {result.status}  {summary}")
+    print(f"tracking: {uri}")
     return 0
 
 

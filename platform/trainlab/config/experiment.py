@@ -14,6 +14,7 @@ from trainlab.errors import ConfigError
 
 RUN_SECTIONS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler", "trainer", "tracking", "diagnostics", "monitor", "test", "measure")
 STUDY_SECTIONS = ("study", "search_space")
+LAUNCHER_SECTIONS = ("launcher",)  # where the work runs (launcher.slurm); not part of the run or the study
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Experiment:
     search_space: dict[str, Any] | None = None
     source: Path | None = None
     notes: list[str] = field(default_factory=list)  # what a LightningCLI dump held that trainlab set aside
+    launcher: dict[str, Any] | None = None  # the launcher section as written (checked by the launcher that uses it)
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
@@ -42,11 +44,15 @@ def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = (
         raise ConfigError(str(path), type(document).__name__, "a YAML mapping with sections such as model, data, trainer")
     document = apply_overrides(document, overrides)
     document, notes = from_lightning_cli(document)
-    unknown = [key for key in document if key not in RUN_SECTIONS + STUDY_SECTIONS]
+    sections = RUN_SECTIONS + STUDY_SECTIONS + LAUNCHER_SECTIONS
+    unknown = [key for key in document if key not in sections]
     if unknown:
-        raise ConfigError(unknown[0], expected=f"a top-level section among {', '.join(RUN_SECTIONS + STUDY_SECTIONS)}")
+        raise ConfigError(unknown[0], expected=f"a top-level section among {', '.join(sections)}")
     run = {key: value for key, value in document.items() if key in RUN_SECTIONS}
-    return Experiment(run=run, study=document.get("study"), search_space=document.get("search_space"), source=path, notes=notes)
+    return Experiment(
+        run=run, study=document.get("study"), search_space=document.get("search_space"), source=path, notes=notes,
+        launcher=document.get("launcher"),
+    )
 
 
 def apply_overrides(document: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

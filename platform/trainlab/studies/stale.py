@@ -17,6 +17,9 @@ from trainlab.tracking.reaper import reap_run
 WORKER_ATTR = "trainlab.worker"
 HEARTBEAT_ATTR = "trainlab.heartbeat"
 FAIL_REASON_ATTR = "trainlab.fail_reason"
+# A trial whose SLURM task was signalled before its time limit (or preempted) and requeued: {"job", "at"}.
+# It stays RUNNING, alive while that job is queued, and the requeued task resumes it (trainlab.slurm).
+REQUEUED_ATTR = "trainlab.requeued"
 REAPED_PREFIX = "trial failed by trainlab: "  # a reaped trial's fail reason starts so: counted as lost
 
 worker_identity = process_identity
@@ -38,8 +41,35 @@ def heartbeat(trial, interval_s: float = HEARTBEAT_INTERVAL_S) -> Iterator[None]
 
 def death_reason(trial) -> str | None:
     """Why the RUNNING ``trial`` (a FrozenTrial) is dead, or None while its worker may still be alive."""
+    requeued = trial.user_attrs.get(REQUEUED_ATTR)
+    if requeued:
+        return _requeued_death_reason(requeued)
     since = trial.datetime_start.timestamp() if trial.datetime_start else None
     return owner_death_reason(trial.user_attrs.get(WORKER_ATTR), trial.user_attrs.get(HEARTBEAT_ATTR), since, who="worker process")
+
+
+def is_handed_over(study, trial) -> bool:
+    """Whether ``trial`` was handed over to a requeued SLURM task (read afresh: it happens in a signal handler)."""
+    try:
+        return bool(study._storage.get_trial(trial._trial_id).user_attrs.get(REQUEUED_ATTR))
+    except Exception:
+        return False
+
+
+def _requeued_death_reason(requeued: dict) -> str | None:
+    """A handed-over trial lives while its requeued job is in SLURM's queue (or, where squeue cannot say,
+    for one heartbeat timeout after the hand-over)."""
+    import time
+
+    from trainlab.slurm.queue import queued_states
+    from trainlab.tracking.liveness import heartbeat_timeout_s
+
+    states = queued_states(str(requeued.get("job")), tasks=False)
+    if states:
+        return None
+    if states is None and time.time() - float(requeued.get("at") or 0) < heartbeat_timeout_s():
+        return None
+    return f"its requeued SLURM job {requeued.get('job')} left the queue before resuming it"
 
 
 def was_reaped(trial) -> bool:

@@ -264,7 +264,7 @@ def objective_value(history: dict[str, list[tuple[int, float]]], spec: StudySpec
 
 def attempt_trial(trial, context: TrialContext, config=None, resume=None) -> TrialOutcome:
     """Train ``trial`` here and say how it ended. A trial's own error never escapes (the study goes on);
-    Ctrl-C and SIGTERM do."""
+    Ctrl-C and SIGTERM do. ``resume`` (a ResumeFrom) continues the trial's run from its checkpoint."""
     import optuna
 
     from trainlab.training.fit_run import RunEnded
@@ -290,8 +290,9 @@ def execute_trial(study, trial, context: TrialContext, resume=None):
     A trial whose config needs several processes (``trainer.devices: 2, strategy: ddp``) runs as its own
     process group while this worker keeps its heartbeat and waits. A failing trial never stops the study;
     a :class:`MetricNotLogged` error does (no trial could ever be judged), after its trial is failed.
-    Ctrl-C fails the trial and propagates. ``resume`` continues a dead worker's trial from its checkpoint
-    (:func:`trainlab.studies.stale.adopt_a_dead_trial`). Returns the FrozenTrial.
+    Ctrl-C fails the trial and propagates. ``resume`` continues a trial from its checkpoint in its own MLflow
+    run: a dead worker's (:func:`trainlab.studies.stale.adopt_a_dead_trial`) or one handed over by a
+    requeued SLURM task. Returns the FrozenTrial.
     """
     try:
         with heartbeat(trial):
@@ -300,9 +301,11 @@ def execute_trial(study, trial, context: TrialContext, resume=None):
             except ConfigError as exc:
                 outcome = TrialOutcome("fail", reason=f"sampled values make an invalid config: {exc.message}")
     except KeyboardInterrupt:
+        from trainlab.studies.stale import is_handed_over
         from trainlab.training.processes import interrupt_reason
 
-        _fail(study, trial, interrupt_reason())
+        if not is_handed_over(study, trial):  # a requeued SLURM task resumes it (trainlab.slurm.array_task)
+            _fail(study, trial, interrupt_reason())
         raise
     frozen = _tell(study, trial, outcome)
     if outcome.fatal is not None:

@@ -45,8 +45,9 @@ class WorkerSettings:
     devices_per_trial: int | None = None  # --devices-per-trial: trainer.devices of every trial
 
 
-def run_worker(settings: WorkerSettings) -> None:
-    """Claim and run trials until the budget is met or the deadline passes."""
+def run_worker(settings: WorkerSettings, handed_over: int | None = None) -> None:
+    """Claim and run trials until the budget is met or the deadline passes; first, resume trial
+    ``handed_over`` (a requeued SLURM task's, see :mod:`trainlab.slurm.array_task`) when it still runs."""
     from trainlab.studies.loading import load_existing_study
     from trainlab.studies.progress import ProgressPrinter
     from trainlab.studies.pruners import build_pruner
@@ -62,6 +63,12 @@ def run_worker(settings: WorkerSettings) -> None:
     study.pruner = build_pruner(spec.pruner, spec.max_epochs)
     lock = ClaimLock(settings.storage_url, settings.study_name)
     progress = ProgressPrinter(spec.metric, settings.n_trials, settings.jobs, settings.deadline)
+    if handed_over is not None:
+        from trainlab.slurm.array_task import resume_handed_over_trial
+
+        frozen = resume_handed_over_trial(study, storage, context, handed_over)
+        if frozen is not None:
+            progress.trial_finished(study, frozen)
     while settings.deadline is None or time.time() < settings.deadline:
         with lock.held():
             adopted = adopt_a_dead_trial(study, storage, settings.tracking_uri)
