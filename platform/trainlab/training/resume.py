@@ -137,7 +137,7 @@ def resume_point(tracking_uri: str, run_id: str) -> ResumeFrom:
     # jsonargparse creates its restricted number types (trainlab.types) at import: the hyper-parameters need them.
     import trainlab.types  # noqa: F401
 
-    epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+    epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"])  # mmap: tensors stay on disk
     times = int((run.data.tags.get(RESUMED_TAG) or "0").split()[0]) + 1
     return ResumeFrom(run_id, str(checkpoint), epoch, times)
 
