@@ -25,3 +25,17 @@ def test_only_the_best_trial_is_tested_and_only_at_the_end(workdir, cli, trackin
     assert tested == {best}, "the best trial alone has test metrics"
     assert "study's end" in trials[best].data.tags["trainlab.test"]
     assert f"best trial {best} tested: test/acc={trials[best].data.metrics['test/acc']:.4f}" in result.out
+
+
+def test_a_study_leaves_no_checkpoint_folders_behind(workdir, cli):
+    """Finished and pruned trials remove their checkpoint folders; only a killed or failed run keeps one."""
+    document = yaml.safe_load((STUDIES / "digits_mlp.yaml").read_text())
+    document["trainer"]["max_epochs"] = 4
+    document["study"].update({"n_trials": 6, "jobs": 1, "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 1},
+                              "sampler": {"type": "random", "seed": 3}})
+    (workdir / "study.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+    result = cli("study", workdir / "study.yaml")
+    assert result.code == 0, result.err
+    assert "pruned" in result.out
+    assert not list((workdir / "checkpoints").glob("*")), sorted((workdir / "checkpoints").glob("*"))

@@ -197,9 +197,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.errors import ConfigError
     from trainlab.studies.parent_run import end_parent_run
     from trainlab.studies.report import write_study_report
-    from trainlab.studies.best_test import evaluate_best_trial_on_test
     from trainlab.studies.stale import reap_dead_trials
-    from trainlab.secrets import mask_uri
     from trainlab.studies.worker import WorkerSettings, run_workers
     from trainlab.tracking.reaper import release_run
     from trainlab.tracking.store import tracking_client
@@ -250,8 +248,9 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
 
 
 def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str) -> int:
-    """The study's counts and best trial (or Pareto front), pictures of completed trials, the refit; the exit code."""
-    from trainlab.studies.storage import public_url
+    """The study's counts and best trial (or Pareto front), its test, the best trials' pictures, the refit; the exit code."""
+    from trainlab.secrets import mask_uri
+    from trainlab.studies.best_test import evaluate_best_trial_on_test
 
     spec, uri = plan.spec, plan.tracking_uri
     print(

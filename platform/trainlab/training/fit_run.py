@@ -128,6 +128,8 @@ def fit_run(
                 save_what_we_can(record, logger)
                 record.set_tags(end_tags)
                 record.end(status, reason)
+                if is_pruned(exc):
+                    remove_checkpoints(checkpoints)  # a pruned trial is final: nothing will resume it
             result = RunResult(record.run_id if record else None, status, {}, dict(logger.history) if logger else {}, reason)
             if isinstance(exc, SystemExit) and getattr(trainer, "interrupted", False):
                 # Lightning answers Ctrl-C/SIGTERM inside fit with sys.exit(1); callers (a study worker that
