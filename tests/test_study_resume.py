@@ -70,7 +70,7 @@ def test_kill_9_mid_trial_then_the_same_command_completes_the_study(workdir, cli
         "model": {"class_path": "MLPClassifier", "init_args": {"hidden_sizes": [64]}},
         "data": {"class_path": "Digits", "init_args": {"batch_size": 64}},
         "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.005}},
-        "trainer": {"max_epochs": 3, "enable_progress_bar": False},
+        "trainer": {"max_epochs": 10, "enable_progress_bar": False},  # long enough to catch trial 1 mid-run
         "tracking": {"experiment": "resume-test"},
         "study": {"name": "resume", "metric": "val/acc", "direction": "maximize", "n_trials": 3, "sampler": {"type": "random", "seed": 0}, "pruner": "none"},
         "search_space": {"model.init_args.dropout": {"low": 0.0, "high": 0.3}},

@@ -23,6 +23,7 @@ from trainlab.training.launch import Role
 
 _WATCH_VALIDATION = ("ModelCheckpoint", "EarlyStopping")
 MODEL_ARTIFACT = "model"
+MODEL_ID_TAG = "trainlab.model_id"  # MLflow 3's id of the refit's logged model (models:/<id>)
 MODEL_FORMAT_TAG = "trainlab.model_format"  # "pt2", or "pickle: why torch.export could not trace it"
 
 
@@ -58,7 +59,7 @@ def register_model(tracking_uri: str, run_id: str, name: str, tags: dict[str, st
     # output; MLflow 2 keeps it under the run's artifacts.
     outputs = getattr(run, "outputs", None)
     model_ids = [output.model_id for output in (outputs.model_outputs if outputs else [])]
-    model_id = model_ids[-1] if model_ids else None
+    model_id = run.data.tags.get(MODEL_ID_TAG) or (model_ids[-1] if model_ids else None)
     source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
     try:
         client.create_registered_model(name)
@@ -140,13 +141,16 @@ def log_model(tracking_uri: str, run_id: str, model, example) -> None:
         # pt2 (torch.export) loads without unpickling code; a module torch.export cannot trace is pickled,
         # and the run says so and why (loading a pickle runs whatever it names: load only models you trust).
         try:
-            mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pt2")
+            info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pt2")
             form = "pt2"
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
+            info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, input_example=example, pip_requirements=requirements, serialization_format="pickle")
             form = f"pickle: torch.export could not trace the module ({type(exc).__name__}: {reason})"
         mlflow.set_tag(MODEL_FORMAT_TAG, form)
+        # A failed pt2 attempt leaves an empty logged model of its own on the run: register_model takes this one.
+        if getattr(info, "model_id", None):
+            mlflow.set_tag(MODEL_ID_TAG, info.model_id)
 
 
 def refit_config(study, spec: StudySpec, tracking_uri: str, trial=None):
