@@ -218,10 +218,15 @@ def tracking_client(uri: str):
         for name, value in DATABASE_POOL_ENV.items():
             os.environ.setdefault(name, value)
     if scheme(uri) == "sqlite":
+        from trainlab.tracking.new_store import seed_new_sqlite_store
         from trainlab.tracking.store_lost import wait_for_busy_sqlite
 
+        if sqlite_path(uri):
+            seed_new_sqlite_store(sqlite_path(uri))  # a copy of an empty store, not MLflow's 1.5 s of migrations
         wait_for_busy_sqlite()  # a locked store is waited for, within a bounded window
+    from trainlab.fork_safety import remember_engines
 
+    remember_engines()  # its pooled connections are closed before a study forks a worker
     return _masking_client_class()(tracking_uri=uri)
 
 
