@@ -214,6 +214,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         devices_per_trial=args.devices_per_trial,
     )
     status, reason, code = "FINISHED", None, 0
+    pictures = None
     try:
         codes = run_workers(settings, args.jobs, plan.gpu_slots)
         # A worker killed by a signal (kill -9, the OOM killer) lost its trial, which the others reaped and
@@ -235,6 +236,8 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     finally:
         # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
         reap_dead_trials(study, storage, uri)
+        if status == "FINISHED":  # the best trials' pictures are drawn on the other core while this one reports
+            pictures = _start_drawing_pictures(study, spec, uri)
         summary = write_study_report(study, spec, uri, parent_run_id)
         elsewhere = _trials_running_elsewhere(study)
         if elsewhere:
@@ -244,10 +247,10 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         else:
             ownership.stop()
             end_parent_run(uri, parent_run_id, status, reason)
-    return _print_outcome(plan, args, study, summary, code, parent_run_id)
+    return _print_outcome(plan, args, study, summary, code, parent_run_id, pictures)
 
 
-def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str) -> int:
+def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str, pictures=None) -> int:
     """The study's counts and best trial (or Pareto front), its test, the best trials' pictures, the refit; the exit code."""
     from trainlab.secrets import mask_uri
     from trainlab.studies.best_test import evaluate_best_trial_on_test
@@ -272,7 +275,10 @@ def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, co
     if tested:
         number, metrics = tested
         print(f"best trial {number} tested: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    _draw_best_trials_pictures(study, spec, uri)
+    if pictures is None:
+        _draw_best_trials_pictures(study, spec, uri)
+    else:
+        pictures.wait()
     if args.refit_best:
         from trainlab.studies.refit import model_uri, refit_best, register_model
 
@@ -357,6 +363,13 @@ def _trials_running_elsewhere(study) -> int:
     me = worker_identity()
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return sum((t.user_attrs.get(WORKER_ATTR) or {}).get("pid") != me["pid"] or (t.user_attrs.get(WORKER_ATTR) or {}).get("host") != me["host"] for t in running)
+
+
+def _start_drawing_pictures(study, spec, uri: str):
+    """:func:`_draw_best_trials_pictures` in a forked process (``wait`` for it), or None where this system does not fork."""
+    from trainlab.fork_safety import can_fork, start_forked
+
+    return start_forked(_draw_best_trials_pictures, study, spec, uri, name="trainlab-pictures") if can_fork() else None
 
 
 def _draw_best_trials_pictures(study, spec, uri: str, count: int = PICTURED_TRIALS) -> None:

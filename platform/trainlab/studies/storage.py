@@ -104,6 +104,9 @@ def open_storage(url: str):
 
     check_storage_url(url)
     if is_rdb_url(url):
+        from trainlab.fork_safety import remember_engines
+
+        remember_engines()  # its pooled connections are closed before a study forks a worker
         engine_kwargs = {} if scheme(url) == "sqlite" else dict(RDB_ENGINE_KWARGS)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     try:

@@ -102,7 +102,15 @@ def log_dataset_input(client, run_id: str, name: str, fingerprint: Mapping[str, 
         )
         context = _SPLIT_CONTEXT.get(str(split), str(split))
         inputs.append(DatasetInput(dataset=dataset, tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]))
-    if inputs:
+    if not inputs:
+        return
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except Exception as exc:
+        # Two workers logging a dataset the store has not seen yet both insert it; the second insert fails on
+        # the unique key. The dataset now exists, so once more links it to this run.
+        if "UNIQUE" not in str(exc).upper():
+            raise
         client.log_inputs(run_id, datasets=inputs)
 
 

@@ -58,8 +58,10 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
+        from trainlab.fork_safety import background_write
+
         while not self._stop.wait(self._interval_s):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception), background_write():  # no worker is forked mid-write
                 self._beat(time.time())
 
     def stop(self) -> None:
