@@ -30,7 +30,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from trainlab.errors import ConfigError
 
 CHECKPOINTS_TAG = "trainlab.checkpoints"
-RESUMED_TAG = "trainlab.resumed"  # "2 times, last from epoch 7"
+RESUMED_TAG = "trainlab.resumed"  # "2 times, last from epoch 7", and ", max_epochs 5 → 8" when that resume raised it
+# The trainer.max_epochs a resume raised the run to. MLflow params cannot change and config.yaml is hash-checked
+# by trainlab reproduce, so both keep the value the run started with; this tag says what it trains to.
+MAX_EPOCHS_TAG = "trainlab.max_epochs"
 RESUME_FILE = "resume.ckpt"
 DEFAULT_EVERY_S = 10.0
 
@@ -43,6 +46,15 @@ class ResumeFrom:
     checkpoint: str
     epoch: int  # the epoch the resumed run starts with
     times: int  # how many times the run has been resumed, this one included
+    max_epochs: int | None = None  # set when this resume raises trainer.max_epochs: the new value ...
+    max_epochs_before: int | None = None  # ... and the one the run trained to until now
+
+    def tags(self) -> dict[str, str]:
+        """What the run records about this resume."""
+        resumed = f"{self.times} times, last from epoch {self.epoch}"
+        if self.max_epochs is None:
+            return {RESUMED_TAG: resumed}
+        return {RESUMED_TAG: f"{resumed}, max_epochs {self.max_epochs_before} → {self.max_epochs}", MAX_EPOCHS_TAG: str(self.max_epochs)}
 
 
 def checkpoints_root(tracking_uri: str) -> Path:
@@ -140,6 +152,16 @@ def resume_point(tracking_uri: str, run_id: str) -> ResumeFrom:
     epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"])  # mmap: tensors stay on disk
     times = int((run.data.tags.get(RESUMED_TAG) or "0").split()[0]) + 1
     return ResumeFrom(run_id, str(checkpoint), epoch, times)
+
+
+def with_effective_max_epochs(document: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """A run's recorded config with the trainer.max_epochs a resume raised it to (tag ``trainlab.max_epochs``):
+    what a further resume, and ``trainlab reproduce``, train the run to."""
+    if MAX_EPOCHS_TAG not in tags:
+        return document
+    trainer = dict(document.get("trainer") or {})
+    trainer["max_epochs"] = int(tags[MAX_EPOCHS_TAG])
+    return {**document, "trainer": trainer}
 
 
 def remove_checkpoints(folder: str | Path | None) -> None:
