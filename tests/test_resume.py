@@ -93,9 +93,51 @@ model:
   class_path: CNNClassifier
   init_args: {channels: [8, 16], hidden_size: 32, dropout: 0.2, batch_norm: true}
 """
+# A user's datamodule whose DataLoader has worker processes, each drawing noise per sample (a worker-side
+# augmentation): resumed at an epoch's start, with the RNG state the workers' seeds are drawn from, it is exact.
+WORKER_DATA = """\
+import lightning as L
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+class NoisyDigits(Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn(self.x.shape[1]), self.y[i]
+
+
+class DigitsThroughWorkers(L.LightningDataModule):
+    def __init__(self, batch_size: int = 64, num_workers: int = 2):
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def setup(self, stage=None):
+        x, y = load_digits(return_X_y=True)
+        x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+        self.train_set, self.val_set = NoisyDigits(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=256)
+"""
+WORKERS = (
+    EXPERIMENT.replace("dropout: 0.3}", "dropout: 0.3, num_classes: 10, input_shape: [64]}")
+    .replace("class_path: Digits\n  init_args: {batch_size: 64}", "class_path: worker_data.DigitsThroughWorkers\n  init_args: {batch_size: 64, num_workers: 2}")
+    .replace("max_epochs: 30", "max_epochs: 12")
+)
 MODELS = {
     "mlp": EXPERIMENT,
     "cnn": EXPERIMENT.replace(EXPERIMENT[EXPERIMENT.index("model:"):EXPERIMENT.index("data:")], CNN_MODEL).replace("max_epochs: 30", "max_epochs: 12"),
+    "dataloader-workers": WORKERS,
 }
 
 
@@ -107,6 +149,7 @@ def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical
     from trainlab.reproduce.recorded import metric_histories
 
     (tmp_path / "exp.yaml").write_text(MODELS[model])
+    (tmp_path / "worker_data.py").write_text(WORKER_DATA)
     whole = _trainlab(tmp_path, "train", "exp.yaml")
     assert whole.returncode == 0, whole.stderr
 

@@ -80,6 +80,7 @@ class ResumeCheckpoint(ModelCheckpoint):
         self.every_s = float(os.environ.get("TRAINLAB_CHECKPOINT_EVERY_S", DEFAULT_EVERY_S)) if every_s is None else every_s
         self._last_write = time.monotonic()
         self._rng_to_restore: dict[str, Any] | None = None
+        self._resumed = False
 
     # The parent saves at epoch or validation end; this one saves only at epoch start.
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -88,12 +89,23 @@ class ResumeCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module) -> None:
         return None
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self._rng_to_restore is not None:  # the first epoch after a resume draws what it drew the first time
+    def on_fit_start(self, trainer, pl_module) -> None:
+        super().on_fit_start(trainer, pl_module)
+        # The RNG states go back as late as a callback hook can, yet before the training DataLoader's iterator is
+        # made: a resumed run makes it before its first epoch's hooks (Lightning's FitLoop.setup_data), and a
+        # torch DataLoader draws its shuffle seed and its workers' seeds from the global RNG right there. The
+        # uninterrupted run draws them from the state saved at its epoch's start; the sanity check between
+        # runs inside Lightning's isolate_rng.
+        if self._rng_to_restore is not None:
             from lightning.fabric.utilities.seed import _set_rng_states  # Lightning's own RNG capture, as its launchers use
 
             _set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+            self._resumed = True
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._resumed:
+            self._resumed = False
             # Lightning treats the first epoch after a restart as unfinished work: it would skip that epoch's
             # scheduler step and epoch-end logging. Saved at an epoch's start, it is a whole new epoch.
             trainer.fit_loop.restarting = False
