@@ -44,11 +44,12 @@ def _trainlab(folder: Path, *args: str, wait: bool = True):
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _kill_after_a_checkpoint(folder: Path, signal_number: int = signal.SIGKILL) -> str:
-    """Start the run, wait until it has written a resume checkpoint and trained on a little, kill -9 it."""
+def _kill_after_a_checkpoint(folder: Path, signal_number: int = signal.SIGKILL, min_epoch: int = 1) -> str:
+    """Start the run, wait until it has written a resume checkpoint (at ``min_epoch`` or later) and trained on
+    a little, kill -9 it."""
     process = _trainlab(folder, "train", "exp.yaml", wait=False)
     deadline = time.monotonic() + 300
-    while not list(folder.glob("checkpoints/*/resume.ckpt")):
+    while _checkpoint_epoch(folder) < min_epoch:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.05)
     time.sleep(0.4)
@@ -58,6 +59,25 @@ def _kill_after_a_checkpoint(folder: Path, signal_number: int = signal.SIGKILL) 
     if signal_number == signal.SIGTERM:
         assert process.returncode == 143 and "terminated by SIGTERM" in err, err
     return next(folder.glob("checkpoints/*/resume.ckpt")).parent.name
+
+
+def _diagnoses(run) -> dict[str, str | None]:
+    """The verdicts the diagnostics tag a run with (trainlab.diagnostics) and the description they write."""
+    keys = ("trainlab.overfitting", "trainlab.warning", "trainlab.gradients", "trainlab.gradients.layers", "mlflow.note.content")
+    return {key: run.data.tags.get(key) for key in keys}
+
+
+def _checkpoint_epoch(folder: Path) -> int:
+    """The epoch the run's resume checkpoint starts, -1 while there is none (or it is being written)."""
+    import torch
+
+    import trainlab.types  # noqa: F401  (the checkpoint's hyper-parameters are of its types)
+
+    found = list(folder.glob("checkpoints/*/resume.ckpt"))
+    try:
+        return int(torch.load(found[0], map_location="cpu", weights_only=False)["epoch"]) if found else -1
+    except Exception:
+        return -1
 
 
 def _best_weights(client, run_id: str):
@@ -73,9 +93,51 @@ model:
   class_path: CNNClassifier
   init_args: {channels: [8, 16], hidden_size: 32, dropout: 0.2, batch_norm: true}
 """
+# A user's datamodule whose DataLoader has worker processes, each drawing noise per sample (a worker-side
+# augmentation): resumed at an epoch's start, with the RNG state the workers' seeds are drawn from, it is exact.
+WORKER_DATA = """\
+import lightning as L
+import torch
+from sklearn.datasets import load_digits
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+class NoisyDigits(Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn(self.x.shape[1]), self.y[i]
+
+
+class DigitsThroughWorkers(L.LightningDataModule):
+    def __init__(self, batch_size: int = 64, num_workers: int = 2):
+        super().__init__()
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def setup(self, stage=None):
+        x, y = load_digits(return_X_y=True)
+        x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+        self.train_set, self.val_set = NoisyDigits(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, batch_size=256)
+"""
+WORKERS = (
+    EXPERIMENT.replace("dropout: 0.3}", "dropout: 0.3, num_classes: 10, input_shape: [64]}")
+    .replace("class_path: Digits\n  init_args: {batch_size: 64}", "class_path: worker_data.DigitsThroughWorkers\n  init_args: {batch_size: 64, num_workers: 2}")
+    .replace("max_epochs: 30", "max_epochs: 12")
+)
 MODELS = {
     "mlp": EXPERIMENT,
     "cnn": EXPERIMENT.replace(EXPERIMENT[EXPERIMENT.index("model:"):EXPERIMENT.index("data:")], CNN_MODEL).replace("max_epochs: 30", "max_epochs: 12"),
+    "dataloader-workers": WORKERS,
 }
 
 
@@ -87,6 +149,7 @@ def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical
     from trainlab.reproduce.recorded import metric_histories
 
     (tmp_path / "exp.yaml").write_text(MODELS[model])
+    (tmp_path / "worker_data.py").write_text(WORKER_DATA)
     whole = _trainlab(tmp_path, "train", "exp.yaml")
     assert whole.returncode == 0, whole.stderr
 
@@ -109,6 +172,7 @@ def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical
         assert got[name] == expected[name], name  # every epoch, bit for bit
         steps = [m.step for m in client.get_metric_history(run_id, name)]
         assert len(steps) == len(set(steps)), f"{name}: an epoch was written twice"
+    assert _diagnoses(continued) == _diagnoses(uninterrupted)
     first, second = _best_weights(client, uninterrupted.info.run_id), _best_weights(client, run_id)
     assert first["epoch"] == second["epoch"]
     assert all(torch.equal(first["state_dict"][key], second["state_dict"][key]) for key in first["state_dict"])
@@ -116,6 +180,48 @@ def test_a_run_killed_with_kill_9_resumes_in_the_same_run_and_ends_bit_identical
     if model == "mlp":  # a resumed run reproduces as any run: re-run uninterrupted, compared epoch by epoch
         reproduced = _trainlab(tmp_path, "reproduce", run_id)
         assert reproduced.returncode == 0 and "MATCH: all" in reproduced.stdout and "bit-identical" in reproduced.stdout, reproduced.stdout[-2000:]
+
+
+def _one_line_exit_2(result) -> str:
+    # The first command after a kill -9 also says that it ended the dead process's run KILLED (trainlab.tracking.reaper).
+    lines = [line for line in result.stderr.strip().splitlines() if "was left RUNNING" not in line]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_a_resume_may_raise_max_epochs_and_keeps_the_diagnoses_and_the_run_reproduces(tmp_path):
+    """Killed after the epoch where validation loss bottoms out (3 for studies/overfitting_digits.yaml), resumed to
+    train 4 epochs longer: the overfitting verdict still names epoch 3, and an uninterrupted re-run matches."""
+    from mlflow import MlflowClient
+
+    from conftest import STUDIES
+
+    experiment = (STUDIES / "overfitting_digits.yaml").read_text().replace("max_epochs: 12", "max_epochs: 30\n  enable_progress_bar: false")
+    (tmp_path / "exp.yaml").write_text(experiment)
+    run_id = _kill_after_a_checkpoint(tmp_path, min_epoch=5)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    for change, expected in [("trainer.max_epochs=2", "more than the"), ("model.init_args.dropout=0.5", "but trainer.max_epochs=N")]:
+        line = _one_line_exit_2(_trainlab(tmp_path, "train", "--resume", run_id, change))
+        assert change.split("=")[0] in line or run_id in line, line
+        assert expected in line, line
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED" and "trainlab.resumed" not in killed.data.tags, "bad input changed nothing"
+
+    resumed = _trainlab(tmp_path, "train", "--resume", run_id, "trainer.max_epochs=34")
+    assert resumed.returncode == 0 and f"run {run_id} FINISHED" in resumed.stdout, resumed.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.data.tags["trainlab.max_epochs"] == "34" and run.data.tags["trainlab.resumed"].endswith(", max_epochs 30 → 34")
+    assert run.data.params["trainer.max_epochs"] == "30", "params keep what the run started with"
+    for name in ("val/loss", "train/loss"):
+        assert [m.step for m in client.get_metric_history(run_id, name)] == list(range(34)), name  # each epoch once
+    assert run.data.tags["trainlab.overfitting"] == "true" and run.data.metrics["overfit_epoch"] == 3, "judged on all 34 epochs"
+
+    reproduced = _trainlab(tmp_path, "reproduce", run_id)
+    assert reproduced.returncode == 0 and "MATCH: all" in reproduced.stdout and "bit-identical" in reproduced.stdout, reproduced.stdout[-3000:]
+    (rerun,) = client.search_runs([run.info.experiment_id], f"tags.`trainlab.reproduces` = '{run_id}'")
+    assert [m.step for m in client.get_metric_history(rerun.info.run_id, "val/loss")] == list(range(34))
+    assert _diagnoses(rerun) == _diagnoses(run)
 
 
 def test_resume_refuses_an_unknown_run_and_a_finished_one_in_one_line(tmp_path):

@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     client = open_store(resolve_tracking_uri(args.tracking_uri))
     with tempfile.TemporaryDirectory(prefix="trainlab-export-") as workdir:
         recorded = load_recorded(client, resolve_run_reference(client, args.run_id), required=("config.yaml",), workdir=workdir)
-    document = recorded.config
+    from trainlab.reproduce.rerun import effective_config
+
+    document = effective_config(recorded)  # with the max_epochs a resume raised it to
     monitor = monitored_metric(find_class(document["model"]["class_path"]), document)
     text = f"# exported by trainlab from run {recorded.run_id}; LightningCLI config (e.g. python cli.py fit --config FILE)\n"
     text += yaml.safe_dump(to_lightning_cli(document, monitor), sort_keys=False)

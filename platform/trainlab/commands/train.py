@@ -71,9 +71,6 @@ def run(args: argparse.Namespace) -> int:
     browse = without_credentials(uri) if uri.startswith(("http://", "https://")) else f"trainlab ui --tracking-uri {mask_uri(uri)}"
     print(f"tracking: {mask_uri(uri)}  (browse: {browse})")
     return 0
-    if resume:
-        print(f"resumed from epoch {resume.epoch} (tag trainlab.resumed)")
-    return 0
 
 
 def _slurm_job(args: argparse.Namespace, experiment, config):
@@ -131,18 +128,50 @@ def _train_on_slurm(settings, config, uri: str) -> int:
 
 
 def _resumed(args: argparse.Namespace, uri: str):
-    """The recorded config of the run to resume and where to resume it from; bad input before anything changes."""
+    """The recorded config of the run to resume and where to resume it from; bad input before anything changes.
+
+    The one change allowed is ``trainer.max_epochs=N`` to train longer (recorded: see ``MAX_EPOCHS_TAG``)."""
+    import dataclasses
+
     from trainlab.config import resolve_run_config
     from trainlab.errors import ConfigError
     from trainlab.reproduce.recorded import recorded_config
     from trainlab.tracking.store import check_tracking_store, tracking_client
-    from trainlab.training.resume import resume_point
+    from trainlab.training.resume import resume_point, with_effective_max_epochs
 
-    extra = [args.file] if args.file else []
-    if extra + list(args.overrides):
-        raise ConfigError("--resume", args.resume, "no FILE or overrides: a resumed run trains the config it recorded")
+    wanted = _max_epochs_override(args)
     check_tracking_store(uri, create=False)
     resume = resume_point(uri, args.resume)
-    config = resolve_run_config(recorded_config(tracking_client(uri), args.resume))
-    print(f"resuming run {args.resume} at epoch {resume.epoch} from {resume.checkpoint}", file=sys.stderr)
+    if wanted is not None and wanted <= resume.epoch:
+        raise ConfigError("trainer.max_epochs", wanted, f"more than the {resume.epoch} epochs run {args.resume} has done, to train longer")
+    client = tracking_client(uri)
+    document = with_effective_max_epochs(recorded_config(client, args.resume), client.get_run(args.resume).data.tags)
+    before = (document.get("trainer") or {}).get("max_epochs")
+    if wanted is not None and wanted != before:
+        document = {**document, "trainer": {**(document.get("trainer") or {}), "max_epochs": wanted}}
+        resume = dataclasses.replace(resume, max_epochs=wanted, max_epochs_before=before)
+    config = resolve_run_config(document)
+    longer = f", max_epochs {before} → {wanted}" if resume.max_epochs else ""
+    print(f"resuming run {args.resume} at epoch {resume.epoch}{longer} from {resume.checkpoint}", file=sys.stderr)
     return config, resume
+
+
+def _max_epochs_override(args: argparse.Namespace) -> int | None:
+    """N from ``--resume RUN_ID trainer.max_epochs=N``, the one override a resume takes; None without one."""
+    import yaml
+
+    from trainlab.errors import ConfigError
+
+    items = ([args.file] if args.file else []) + list(args.overrides)
+    if not items:
+        return None
+    key, _, text = items[0].partition("=")
+    if len(items) > 1 or key != "trainer.max_epochs":
+        raise ConfigError("--resume", args.resume, "no FILE and no override but trainer.max_epochs=N: a resumed run trains the config it recorded")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError("trainer.max_epochs", text, "a whole number of epochs to train the resumed run to")
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -119,6 +120,20 @@ class GradientFlowMonitor(Callback):
         metrics = {f"gradients/grad_norm/{n}": float(v) for n, v in zip(names, self.epoch_grad_norms[-1])}
         metrics.update({f"gradients/update_ratio/{n}": float(v) for n, v in zip(names, self.epoch_update_ratios[-1])})
         log_epoch_metrics(trainer, metrics)
+
+    # Lightning keeps callbacks' state in a resume checkpoint: a resumed run's verdict and pictures cover all its
+    # epochs. Tensors, not numpy arrays: a checkpoint stays loadable with torch.load(weights_only=True).
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch_grad_norms": [torch.from_numpy(row) for row in self.epoch_grad_norms],
+            "epoch_update_ratios": [torch.from_numpy(row) for row in self.epoch_update_ratios],
+            "step_norms": [norms.cpu() for norms in self._step_norms],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epoch_grad_norms = [row.numpy() for row in state_dict["epoch_grad_norms"]]
+        self.epoch_update_ratios = [row.numpy() for row in state_dict["epoch_update_ratios"]]
+        self._step_norms = list(state_dict["step_norms"])
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer)

@@ -109,6 +109,17 @@ class LossTrendMonitor(Callback):
             self.losses.append(float(trainer.callback_metrics[self.loss_key]))
         self._read_steps()
 
+    # Lightning keeps callbacks' state in a resume checkpoint (written at an epoch's start, so the step losses
+    # are read already): a resumed run's trend starts at its first epoch, not at the resume.
+    def state_dict(self) -> dict[str, Any]:
+        return {"losses": list(self.losses), "first_step_loss": self.first_step_loss, "max_step_loss": self.max_step_loss}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.losses = list(state_dict["losses"])
+        self.first_step_loss, self.max_step_loss = state_dict["first_step_loss"], state_dict["max_step_loss"]
+        if self.first_step_loss is not None:  # float32, as the step losses were
+            self._first, self._max = torch.tensor(self.first_step_loss), torch.tensor(self.max_step_loss)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
@@ -69,6 +71,13 @@ class OverfittingDetector(Callback):
         self.train_losses[epoch] = float(trainer.callback_metrics[self.train_key])
         if epoch in self.val_losses:
             log_epoch_metrics(trainer, {"loss_gap": self.val_losses[epoch] - self.train_losses[epoch]})
+
+    # Lightning keeps callbacks' state in a resume checkpoint: a resumed run is judged on all its epochs.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_losses": dict(self.train_losses), "val_losses": dict(self.val_losses)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.train_losses, self.val_losses = dict(state_dict["train_losses"]), dict(state_dict["val_losses"])
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report(trainer)

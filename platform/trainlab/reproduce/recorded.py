@@ -121,6 +121,7 @@ def load_recorded(client, run_id: str, required: tuple[str, ...] = (CONFIG, ENVI
 
 def recorded_config(client, run_id: str) -> dict[str, Any]:
     """The resolved config a run logged as ``config.yaml`` (a valid experiment file)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # as in load_recorded
     with tempfile.TemporaryDirectory(prefix="trainlab-config-") as tmp:
         local = client.download_artifacts(run_id, "config.yaml", tmp)
         return yaml.safe_load(Path(local).read_text())

@@ -17,6 +17,7 @@ from trainlab.reproduce.audit import Audit, audit, state_now
 from trainlab.reproduce.compare import Comparison, compare_histories
 from trainlab.reproduce.recorded import RecordedRun, config_edits, load_recorded
 from trainlab.tracking.environment import EXACT
+from trainlab.training.resume import MAX_EPOCHS_TAG, RESUMED_TAG
 
 # Default tolerance when only a statistical reproduction can be expected: 2 points of accuracy, 2% of a loss.
 STATISTICAL_TOLERANCE = 0.02
@@ -99,10 +100,12 @@ def rerun_config(recorded: RecordedRun, *, seed: int | None = None, run_name: st
     """The recorded config.yaml, resolved again, to be trained into the original run's experiment.
 
     ``trainlab.*``/``mlflow.*`` tags in its tracking section are dropped: they described the original
-    (a trial of some study); the caller tags the new run for what it is.
+    (a trial of some study); the caller tags the new run for what it is. A run a resume made train longer
+    is re-run to the max_epochs it trained to (tag ``trainlab.max_epochs``).
     """
     from trainlab.config import load_experiment, resolve_run_config
     from trainlab.config.experiment import set_dotted
+    from trainlab.training.resume import with_effective_max_epochs
 
     if recorded.config_path is None:
         raise ConfigError(f"run {recorded.run_id}", expected="a recorded config.yaml artifact")
@@ -110,7 +113,7 @@ def rerun_config(recorded: RecordedRun, *, seed: int | None = None, run_name: st
         run = load_experiment(recorded.config_path).run
     except ConfigError as exc:
         raise ConfigError(f"run {recorded.run_id} config.yaml: {exc.key}", exc.value, exc.expected, exc.hint) from None
-    run = copy.deepcopy(run)
+    run = copy.deepcopy(with_effective_max_epochs(run, recorded.tags))
     tags = (run.get("tracking") or {}).get("tags") or {}
     set_dotted(run, "tracking.tags", {k: v for k, v in tags.items() if not k.startswith(("trainlab.", "mlflow."))})
     set_dotted(run, "tracking.experiment", recorded.experiment_name)
@@ -149,6 +152,8 @@ def reproduce(
     except ConfigError as exc:  # a config that no longer resolves: say first whether the packages moved on
         raise _explained_by_packages(exc, original) from None
     say(f"reproduce {original.describe()}")
+    if MAX_EPOCHS_TAG in original.tags:
+        say(f"note: a resume raised trainer.max_epochs to {original.tags[MAX_EPOCHS_TAG]} ({RESUMED_TAG}: {original.tags.get(RESUMED_TAG)}): re-running to that")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
     with recorded_threads(original.environment, say), recorded_folder(original, say):
@@ -217,12 +222,20 @@ def _explained_by_packages(exc: ConfigError, original: RecordedRun) -> ConfigErr
     return ConfigError(exc.key, exc.value, exc.expected, hint=f"{exc.hint}; {hint}" if exc.hint else hint)
 
 
+def effective_config(original: RecordedRun) -> dict[str, Any] | None:
+    """The config the run trained to the end: config.yaml (kept as first written, see config_edits) with the
+    max_epochs a resume raised it to."""
+    from trainlab.training.resume import with_effective_max_epochs
+
+    return with_effective_max_epochs(original.config, original.tags) if original.config is not None else None
+
+
 def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say) -> Reproduction:
     from trainlab.reproduce.report import audit_table
 
     now_environment, now_data = state_now(config)
     before = audit(
-        original.config,
+        effective_config(original),
         original.environment,
         original.data_fingerprint,
         now_environment,
@@ -243,7 +256,7 @@ def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run,
     result.rerun = load_recorded(client, new_run_id, required=(), workdir=workdir)
     rerun_environment = result.rerun.environment or now_environment
     result.after = audit(
-        original.config,
+        effective_config(original),
         original.environment,
         original.data_fingerprint,
         rerun_environment,

@@ -18,9 +18,10 @@ from trainlab.training.checkpoints import own_checkpoint
 from trainlab.training.prepare import prepare_run
 from trainlab.training.processes import is_rank_zero
 from trainlab.training.quiet import quiet_lightning
+from trainlab.tracking.context import PARAM_METRIC_PREFIX
 from trainlab.tracking.run_record import RunRecord
 from trainlab.training.record import attach_logger, create_record, keep_checkpoints_with_the_run, record_inputs, record_outputs, save_what_we_can
-from trainlab.training.resume import RESUMED_TAG, ResumeFrom, remove_checkpoints
+from trainlab.training.resume import ResumeFrom, remove_checkpoints
 
 
 @dataclass
@@ -90,7 +91,9 @@ def fit_run(
                 logger = attach_logger(trainer, record)
                 if resume:
                     logger.continue_history()
-                    record.set_tags({RESUMED_TAG: f"{resume.times} times, last from epoch {resume.epoch}"})
+                    record.set_tags(resume.tags())
+                    if resume.max_epochs is not None:  # the param's searchable copy says what the run now trains to
+                        record.log_metrics({f"{PARAM_METRIC_PREFIX}trainer.max_epochs": resume.max_epochs}, step=0)
                 else:
                     record_inputs(record, prepared)
             # 2. fit. weights_only=False for a resume: see trainlab.training.resume.resume_point.

@@ -30,7 +30,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from trainlab.errors import ConfigError
 
 CHECKPOINTS_TAG = "trainlab.checkpoints"
-RESUMED_TAG = "trainlab.resumed"  # "2 times, last from epoch 7"
+RESUMED_TAG = "trainlab.resumed"  # "2 times, last from epoch 7", and ", max_epochs 5 → 8" when that resume raised it
+# The trainer.max_epochs a resume raised the run to. MLflow params cannot change and config.yaml is hash-checked
+# by trainlab reproduce, so both keep the value the run started with; this tag says what it trains to.
+MAX_EPOCHS_TAG = "trainlab.max_epochs"
 RESUME_FILE = "resume.ckpt"
 DEFAULT_EVERY_S = 10.0
 
@@ -43,6 +46,15 @@ class ResumeFrom:
     checkpoint: str
     epoch: int  # the epoch the resumed run starts with
     times: int  # how many times the run has been resumed, this one included
+    max_epochs: int | None = None  # set when this resume raises trainer.max_epochs: the new value ...
+    max_epochs_before: int | None = None  # ... and the one the run trained to until now
+
+    def tags(self) -> dict[str, str]:
+        """What the run records about this resume."""
+        resumed = f"{self.times} times, last from epoch {self.epoch}"
+        if self.max_epochs is None:
+            return {RESUMED_TAG: resumed}
+        return {RESUMED_TAG: f"{resumed}, max_epochs {self.max_epochs_before} → {self.max_epochs}", MAX_EPOCHS_TAG: str(self.max_epochs)}
 
 
 def checkpoints_root(tracking_uri: str) -> Path:
@@ -68,6 +80,7 @@ class ResumeCheckpoint(ModelCheckpoint):
         self.every_s = float(os.environ.get("TRAINLAB_CHECKPOINT_EVERY_S", DEFAULT_EVERY_S)) if every_s is None else every_s
         self._last_write = time.monotonic()
         self._rng_to_restore: dict[str, Any] | None = None
+        self._resumed = False
 
     # The parent saves at epoch or validation end; this one saves only at epoch start.
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -76,12 +89,23 @@ class ResumeCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer, pl_module) -> None:
         return None
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self._rng_to_restore is not None:  # the first epoch after a resume draws what it drew the first time
+    def on_fit_start(self, trainer, pl_module) -> None:
+        super().on_fit_start(trainer, pl_module)
+        # The RNG states go back as late as a callback hook can, yet before the training DataLoader's iterator is
+        # made: a resumed run makes it before its first epoch's hooks (Lightning's FitLoop.setup_data), and a
+        # torch DataLoader draws its shuffle seed and its workers' seeds from the global RNG right there. The
+        # uninterrupted run draws them from the state saved at its epoch's start; the sanity check between
+        # runs inside Lightning's isolate_rng.
+        if self._rng_to_restore is not None:
             from lightning.fabric.utilities.seed import _set_rng_states  # Lightning's own RNG capture, as its launchers use
 
             _set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+            self._resumed = True
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self._resumed:
+            self._resumed = False
             # Lightning treats the first epoch after a restart as unfinished work: it would skip that epoch's
             # scheduler step and epoch-end logging. Saved at an epoch's start, it is a whole new epoch.
             trainer.fit_loop.restarting = False
@@ -140,6 +164,16 @@ def resume_point(tracking_uri: str, run_id: str) -> ResumeFrom:
     epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)["epoch"])  # mmap: tensors stay on disk
     times = int((run.data.tags.get(RESUMED_TAG) or "0").split()[0]) + 1
     return ResumeFrom(run_id, str(checkpoint), epoch, times)
+
+
+def with_effective_max_epochs(document: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """A run's recorded config with the trainer.max_epochs a resume raised it to (tag ``trainlab.max_epochs``):
+    what a further resume, and ``trainlab reproduce``, train the run to."""
+    if MAX_EPOCHS_TAG not in tags:
+        return document
+    trainer = dict(document.get("trainer") or {})
+    trainer["max_epochs"] = int(tags[MAX_EPOCHS_TAG])
+    return {**document, "trainer": trainer}
 
 
 def remove_checkpoints(folder: str | Path | None) -> None:
