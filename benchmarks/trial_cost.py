@@ -34,7 +34,7 @@ def run_study(epochs: int, trials: int) -> dict:
 
     document = yaml.safe_load((REPO / "studies" / "digits_mlp.yaml").read_text())
     document["trainer"]["max_epochs"] = epochs
-    document["study"].update({"n_trials": trials, "pruner": "none", "sampler": {"type": "random", "seed": 0}})
+    document["study"].update({"n_trials": trials, "pruner": "none", "sampler": {"type": "random", "seed": 0}, "jobs": 1})  # one worker: trials one after another
     document["search_space"] = {"model.init_args.dropout": {"low": 0.0, "high": 0.3}}
     with tempfile.TemporaryDirectory(prefix="trainlab-bench-") as tmp:
         path = Path(tmp) / "study.yaml"

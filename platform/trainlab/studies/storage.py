@@ -105,8 +105,10 @@ def open_storage(url: str):
     check_storage_url(url)
     if is_rdb_url(url):
         from trainlab.fork_safety import remember_engines
+        from trainlab.tracking.sqlite_wal import use_wal_for_sqlite
 
         remember_engines()  # its pooled connections are closed before a study forks a worker
+        use_wal_for_sqlite()
         engine_kwargs = {} if scheme(url) == "sqlite" else dict(RDB_ENGINE_KWARGS)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     try:

@@ -225,8 +225,10 @@ def tracking_client(uri: str):
             seed_new_sqlite_store(sqlite_path(uri))  # a copy of an empty store, not MLflow's 1.5 s of migrations
         wait_for_busy_sqlite()  # a locked store is waited for, within a bounded window
     from trainlab.fork_safety import remember_engines
+    from trainlab.tracking.sqlite_wal import use_wal_for_sqlite
 
     remember_engines()  # its pooled connections are closed before a study forks a worker
+    use_wal_for_sqlite()
     return _masking_client_class()(tracking_uri=uri)
 
 
