@@ -72,7 +72,8 @@ def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function,
 
 def _refused_key(reason: str, settings: SlurmSettings) -> str:
     lowered = reason.lower()
-    for key in ("partition", "account", "qos"):
+    # Account first: SLURM's "Invalid account or account/partition combination specified" names both.
+    for key in ("account", "qos", "partition"):
         if key in lowered and getattr(settings, key) is not None:
             return f"{PREFIX}.{key}"
     if "feature" in lowered and "constraint" in settings.sbatch:
