@@ -64,9 +64,9 @@ def queued(job_name: str) -> list[str]:
     return subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i"], capture_output=True, text=True).stdout.split()
 
 
-def test_array_of_two_workers_finishes_a_study_with_one_run_per_trial(slurm_cluster, cli, workdir, tracking_uri):
+def test_array_of_two_workers_finishes_a_study_then_refits_as_a_job(slurm_cluster, cli, workdir, tracking_uri, mlflow_client):
     path = study_file(workdir, trials=4, epochs=2, name="slurm-array")
-    result = cli("study", path, "--launcher", "slurm", "--jobs", "2", "--wait")
+    result = cli("study", path, "--launcher", "slurm", "--jobs", "2", "--wait", "--refit-best")
 
     assert result.code == 0, result
     job_id = re.search(r"submitted job array (\d+) \(2 task\(s\)", result.out).group(1)
@@ -74,13 +74,22 @@ def test_array_of_two_workers_finishes_a_study_with_one_run_per_trial(slurm_clus
     assert re.search(rf"slurm {job_id}: 4/4 trials done, 0 running, 0 failed; best val/acc=\d\.\d+; tasks 0 running, 0 pending", result.out), result.out
     assert "study slurm-array: 4 complete, 0 pruned, 0 failed" in result.out
     assert "must be on a filesystem every node sees" in result.err  # journal and sqlite: one warning line
-    trials, parents = trial_runs(tracking_uri)
+    runs, parents = trial_runs(tracking_uri)
+    trials = [r for r in runs if r.data.tags.get("trainlab.kind") != "refit"]
     assert sorted(r.data.tags["trainlab.trial"] for r in trials) == ["0", "1", "2", "3"]
     assert {r.info.status for r in trials} == {"FINISHED"}
     assert [p.info.status for p in parents] == ["FINISHED"]
     # Both tasks' output is where the command said: each task ran the study worker.
     for task in (0, 1):
         assert (workdir / "slurm_logs" / f"{job_id}_{task}" / f"{job_id}_{task}_0_log.out").is_file()
+    # The refit is one more SLURM job (launch's slurm path, as `train --launcher slurm`), logged under the study.
+    refit_job = re.search(r"slurm: submitted job (\d+) \(1 node\(s\) x 1 task\(s\), one per device\)", result.out).group(1)
+    refit_id = re.search(r"refit: run (\w+) FINISHED", result.out).group(1)
+    refit = next(r for r in runs if r.info.run_id == refit_id)
+    assert refit.data.tags["trainlab.kind"] == "refit" and refit.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert f"refit model: runs:/{refit_id}/model" in result.out
+    assert "trainlab.model_format" in refit.data.tags  # the model was logged where it trained: in the job
+    assert "refit" in (workdir / "slurm_logs" / refit_job / f"{refit_job}_0_log.err").read_text()  # its epoch lines
 
 
 def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slurm_cluster, workdir, tracking_uri, mlflow_client):
@@ -113,7 +122,8 @@ def test_a_cancelled_task_loses_its_trial_and_the_other_completes_the_study(slur
 
 
 def test_a_signalled_task_is_requeued_and_its_trial_resumes_in_the_same_run(slurm_cluster, workdir, tracking_uri, mlflow_client):
-    """SIGUSR2 is what SLURM sends signal_delay_s before the time limit (--signal) and on preemption."""
+    """SIGUSR2 is what SLURM sends signal_delay_s before the time limit (--signal) and on preemption; sent
+    here by scancel at a chosen epoch (the time-limit test below waits for SLURM's own)."""
     epochs = 300
     path = study_file(workdir, trials=1, epochs=epochs, name="slurm-requeue")
     command = [*TRAINLAB, "study", str(path), "--launcher", "slurm", "--jobs", "1", "--wait"]
@@ -146,6 +156,34 @@ def test_a_signalled_task_is_requeued_and_its_trial_resumes_in_the_same_run(slur
     assert [p.info.status for p in parents] == ["FINISHED"]
 
 
+def test_a_task_at_its_time_limit_is_signalled_by_slurm_requeued_and_resumes_its_trial(slurm_cluster, cli, workdir, tracking_uri, mlflow_client, monkeypatch):
+    """No scancel here: SLURM itself sends SIGUSR2 signal_delay_s before the 2-minute limit (at its first
+    30-s time-limit sweep from 30 s before that: 30-60 s into the task), the task requeues, and the trial
+    goes on in its run (again, if the next task is signalled too). About 3 minutes.
+
+    The trial trains for 60 s of wall time (Lightning's max_time, whose clock is in the checkpoint), not a
+    number of epochs: longer than the first task's window on any machine."""
+    path = study_file(workdir, trials=1, epochs=100_000, name="slurm-time-limit")
+    monkeypatch.setenv("TRAINLAB_CHECKPOINT_EVERY_S", "0")  # a checkpoint every epoch (the job inherits it)
+    result = cli("study", path, "--launcher", "slurm", "--jobs", "1", "--wait", "trainer.max_time=00:00:01:00",
+                 "launcher.slurm.time=2", "launcher.slurm.signal_delay_s=60")
+
+    assert result.code == 0, result
+    assert "study slurm-time-limit: 1 complete, 0 pruned, 0 failed" in result.out
+    job_id = re.search(r"submitted job (\d+)", result.out).group(1)
+    script = (workdir / "slurm_logs" / job_id / f"{job_id}_submission.sh").read_text()
+    assert "#SBATCH --time=2" in script and "#SBATCH --signal=USR2@60" in script
+    task_log = (workdir / "slurm_logs" / job_id / f"{job_id}_0_log.err").read_text()
+    assert f"trainlab: SLURM task {job_id} requeued before its time limit; trial 0 continues from its checkpoint" in task_log, task_log[-3000:]
+    assert "trainlab: resuming trial 0 (run " in task_log
+    trials, parents = trial_runs(tracking_uri)
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"  # one run, continued after each requeue
+    assert trials[0].data.tags["trainlab.resumed"].split()[0] == str(task_log.count("trainlab: resuming trial 0"))
+    steps = sorted(m.step for m in mlflow_client.get_metric_history(trials[0].info.run_id, "val/acc"))
+    assert len(steps) > 10 and steps == list(range(len(steps)))  # every epoch once: none repeated, none skipped
+    assert [p.info.status for p in parents] == ["FINISHED"]
+
+
 def test_a_two_task_ddp_train_through_srun_is_one_run_with_rank_0s_curves(slurm_cluster, cli, workdir, fast_digits, tracking_uri, mlflow_client):
     result = cli("train", fast_digits, "--launcher", "slurm", "trainer.devices=2", "trainer.strategy=ddp",
                  "trainer.accelerator=cpu", "trainer.max_epochs=2")
@@ -158,6 +196,26 @@ def test_a_two_task_ddp_train_through_srun_is_one_run_with_rank_0s_curves(slurm_
     assert [m.step for m in mlflow_client.get_metric_history(run_id, "val/acc")] == [0, 1]
     rank0_log = (workdir / "slurm_logs" / job_id / f"{job_id}_0_log.err").read_text()
     assert "Starting with 2 processes" in rank0_log  # Lightning's SLURM environment: one world of the job's tasks
+
+
+def test_reproduce_on_slurm_is_one_job_and_matches(slurm_cluster, cli, workdir, fast_digits, tracking_uri, mlflow_client):
+    trained = cli("train", fast_digits)
+    assert trained.code == 0, trained
+    original = re.search(r"run (\w+) FINISHED", trained.out).group(1)
+
+    refused = cli("reproduce", original, "--launcher", "slurm", "launcher.slurm.partition=no-such-partition")
+    assert refused.code == 2 and refused.err.strip().startswith(
+        "trainlab: error: launcher.slurm.partition: got 'no-such-partition'; expected a value sbatch accepts (sbatch: invalid partition specified"), refused
+    assert len(all_runs(tracking_uri)) == 1 and not (workdir / "slurm_logs").exists()  # nothing submitted or recorded
+
+    result = cli("reproduce", original, "--launcher", "slurm")
+    assert result.code == 0, result
+    assert re.search(r"slurm: submitted job \d+ \(1 node\(s\) x 1 task\(s\), one per device\)", result.out), result.out
+    assert "MATCH: all" in result.out, result.out
+    rerun = next(r for r in all_runs(tracking_uri) if r.info.run_id != original)
+    assert rerun.data.tags["trainlab.reproduces"] == original and rerun.data.tags["trainlab.reproduction.verdict"] == "match"
+    history = lambda run_id: sorted((m.step, m.value) for m in mlflow_client.get_metric_history(run_id, "val/loss"))  # noqa: E731
+    assert history(rerun.info.run_id) == history(original)  # trained with the recorded torch threads: bit-identical
 
 
 @pytest.mark.parametrize(
@@ -207,6 +265,26 @@ def test_wait_needs_the_slurm_launcher(cli, workdir):
 )
 def test_bad_slurm_train_input_is_one_line_exit_2_nothing_recorded(slurm_cluster, cli, workdir, fast_digits, overrides, expected):
     result = cli("train", fast_digits, "--launcher", "slurm", *overrides)
+
+    assert result.code == 2, result
+    assert result.err.strip().startswith(expected) and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "slurm_logs").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, no_sbatch, expected",
+    [
+        (["--launcher", "slurm"], True, "trainlab: error: --launcher: got 'slurm'; expected sbatch on PATH"),
+        (["--launcher", "slurm", "trainer.max_epochs=1"], False,
+         "trainlab: error: trainer.max_epochs=1: expected launcher.slurm.KEY=VALUE with --launcher slurm"),
+        (["launcher.slurm.partition=debug"], False, "trainlab: error: launcher.slurm.partition=debug: expected --launcher slurm as well"),
+    ],
+    ids=["no-sbatch", "not-a-launcher-key", "no-launcher"],
+)
+def test_bad_slurm_reproduce_input_is_one_line_exit_2_nothing_recorded(cli, workdir, monkeypatch, arguments, no_sbatch, expected):
+    if no_sbatch:
+        monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # the venv's tools, no SLURM
+    result = cli("reproduce", "0123456789abcdef0123456789abcdef", *arguments)
 
     assert result.code == 2, result
     assert result.err.strip().startswith(expected) and len(result.err.strip().splitlines()) == 1, result.err

@@ -9,6 +9,8 @@
 Exit 0: matched (bit-identical for an exact run unless --tolerance is given; within tolerance otherwise).
 Exit 1: did not match (or, with --dry-run, config/data differ). Exit 2: cannot reproduce (unknown run, missing artifact).
 RUN_ID may also be study:NAME, the best finished trial of study NAME.
+--launcher slurm re-runs it as one SLURM job (as ``trainlab train --launcher slurm``), its settings given as
+launcher.slurm.KEY=VALUE overrides: trainlab reproduce RUN_ID --launcher slurm launcher.slurm.partition=cpu
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="largest accepted difference per value, relative above 1 (default: 0, bit-identical, for an exact run; 0.02 otherwise)",
     )
+    parser.add_argument("overrides", nargs="*", metavar="launcher.slurm.KEY=VALUE",
+                        help="with --launcher slurm: the job's settings, e.g. launcher.slurm.partition=cpu (the run trains its recorded config)")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="slurm: the re-run is one SLURM job, trainer.num_nodes nodes x trainer.devices tasks, as trainlab train --launcher slurm")
     parser.add_argument("--dry-run", action="store_true", help="audit only: report what differs, do not re-run")
     parser.add_argument("--pick", default=None, metavar="RULE",
                         help='with study:NAME, which Pareto trial: e.g. "max val/acc where model/params <= 20000" (needed with several metrics)')
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise ConfigError("--tolerance", args.tolerance, "a number >= 0")
+    slurm = _slurm_settings(args)
     uri = resolve_tracking_uri(args.tracking_uri)
     client = open_store(uri)
     run_id = resolve_run_reference(client, args.run_id, args.pick)
@@ -59,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(text)
 
     with tempfile.TemporaryDirectory(prefix="trainlab-reproduce-") as workdir:
-        result = reproduce(client, uri, run_id, tolerance=args.tolerance, dry_run=args.dry_run, workdir=workdir, say=say)
+        result = reproduce(client, uri, run_id, tolerance=args.tolerance, dry_run=args.dry_run, workdir=workdir, say=say, slurm=slurm)
         if args.dry_run:
             return 1 if result.before.blocking else 0
         if result.rerun is None:
@@ -85,6 +92,25 @@ def run(args: argparse.Namespace) -> int:
         log_reproduction(client, result, "\n".join(lines) + "\n", page, comparison.csv())
     print(f"logged on run {result.rerun.run_id}: tag trainlab.reproduction.verdict, reproduction/report.txt, report.html, comparison.csv")
     return 0 if result.matches else 1
+
+
+def _slurm_settings(args: argparse.Namespace):
+    """``--launcher slurm``'s settings from the launcher.slurm.KEY=VALUE overrides (nothing else may be
+    overridden: a reproduction trains the recorded config); None on this machine."""
+    from trainlab.config.experiment import apply_overrides
+    from trainlab.errors import ConfigError
+
+    for item in args.overrides:
+        if not item.startswith("launcher.slurm."):
+            raise ConfigError(item, expected="launcher.slurm.KEY=VALUE with --launcher slurm (a reproduction trains the config its run recorded)")
+    if args.launcher != "slurm":
+        if args.overrides:
+            raise ConfigError(args.overrides[0], expected="--launcher slurm as well (launcher.slurm settings are the SLURM job's)")
+        return None
+    from trainlab.slurm import require_sbatch, slurm_settings
+
+    require_sbatch()
+    return slurm_settings(apply_overrides({}, args.overrides).get("launcher"))
 
 
 def _rows(audit) -> list[tuple[str, str]]:

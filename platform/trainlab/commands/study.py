@@ -138,6 +138,11 @@ def _plan(args: argparse.Namespace) -> StudyPlan:
             slurm = replace(slurm, cpus_per_task=args.devices_per_trial)  # a K-process CPU trial: K cores per task
         gpu_slots = None
         check_with_sbatch(slurm, _slurm_job_name(spec.name), args.jobs)  # sbatch's own verdict, before anything exists
+        if args.refit_best:  # the refit's job too, shaped like a trial's
+            from trainlab.slurm.train_job import checked_job
+            from trainlab.studies.refit import REFIT_TAGS
+
+            checked_job(slurm, resolve_run_config(as_trained.run), REFIT_TAGS, devices_if_auto=1)
     else:
         gpu_slots = device_slots(args.jobs, gpus_per_trial, visible_gpus()) if gpus_per_trial != 0 else None
     uri = resolve_tracking_uri(args.tracking_uri)
@@ -282,7 +287,7 @@ def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, co
     if args.refit_best:
         from trainlab.studies.refit import model_uri, refit_best, register_model
 
-        refit = refit_best(study, spec, uri, parent_run_id, plan.pick)
+        refit = refit_best(study, spec, uri, parent_run_id, plan.pick, slurm=plan.slurm)
         print(f"refit: run {refit.run_id} {refit.status}  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(refit.metrics.items())))
         print(f"refit model: {model_uri(refit.run_id)}  (mlflow.pytorch.load_model)")
         if args.register:

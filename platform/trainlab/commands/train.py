@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from trainlab.training import RunEnded, launch
 
     uri = resolve_tracking_uri(args.tracking_uri)
+    slurm = None
     if args.resume:
         if args.launcher == "slurm":
             raise ConfigError("--launcher", "slurm", "no --resume (resume a run where it trained, or re-run its config on SLURM)")
@@ -48,14 +49,12 @@ def run(args: argparse.Namespace) -> int:
         config, resume = resolve_run_config(experiment.run), None
         slurm = _slurm_job(args, experiment, config) if args.launcher == "slurm" else None
         check_tracking_store(uri, create=True)
-        if slurm is not None:
-            return _train_on_slurm(slurm, config, uri)
     try:
         # One process: trains here. Several: a process group of its own, so that Lightning re-executes the
-        # group's member, not this command. Under torchrun every rank trains here.
-        result = launch(config, uri, resume=resume)
+        # group's member, not this command. Under torchrun every rank trains here. --launcher slurm: one job.
+        result = launch(config, uri, resume=resume, slurm=slurm)
     except RunEnded as ended:
-        who = f"run {ended.result.run_id}" if ended.result.run_id else "a non-zero rank of the run"
+        who = f"run {ended.result.run_id}" if ended.result.run_id else "the SLURM job" if slurm else "a non-zero rank of the run"
         print(f"trainlab: {who} {ended.result.status}: {ended.result.reason}", file=sys.stderr)
         if getattr(args, "debug", False):
             raise
@@ -75,56 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _slurm_job(args: argparse.Namespace, experiment, config):
     """The job's SlurmSettings, accepted by ``sbatch --test-only``; bad input before anything is recorded."""
-    from trainlab.slurm import require_sbatch, slurm_settings
-    from trainlab.slurm.submit import check_with_sbatch
-    from trainlab.slurm.train_job import job_shape
+    from trainlab.slurm import slurm_settings
+    from trainlab.slurm.train_job import checked_job
 
-    require_sbatch()
-    settings = job_shape(config.section("trainer"), slurm_settings(experiment.launcher))
-    check_with_sbatch(settings, _job_name(config), 1)
-    return settings
-
-
-def _job_name(config) -> str:
-    return f"trainlab-train-{(config.section('tracking') or {}).get('experiment') or 'run'}"
-
-
-def _train_on_slurm(settings, config, uri: str) -> int:
-    """Submit the run as one job, follow it until it leaves the queue, and report rank 0's result."""
-    import time
-
-    from trainlab.slurm import submit_workers
-    from trainlab.slurm.queue import queued_states
-    from trainlab.slurm.train_job import TrainTask, rank_zero_result
-    from trainlab.training.fit_run import RunResult
-
-    job = submit_workers(settings, _job_name(config), 1, TrainTask(), config, uri)
-    tasks = settings.nodes * settings.tasks_per_node
-    print(f"slurm: submitted job {job.job_id} ({settings.nodes} node(s) x {settings.tasks_per_node} task(s), one per device)")
-    print(f"follow: squeue -j {job.job_id}; output: {job.log_hint()}", flush=True)
-    last = None
-    while True:
-        states = queued_states(job.job_id, tasks=False)
-        if states == []:
-            break
-        if states and states[0] != last:
-            print(f"slurm {job.job_id}: {states[0]} ({tasks} task(s))", flush=True)
-            last = states[0]
-        time.sleep(2)
-    fields = rank_zero_result(job.jobs[0])
-    if fields is None:
-        print(f"trainlab: slurm job {job.job_id} ended without a result; see {job.log_hint()}", file=sys.stderr)
-        return 1
-    from trainlab.training.launch import result_from_json
-
-    result: RunResult = result_from_json(fields)
-    if result.status != "FINISHED":
-        print(f"trainlab: run {result.run_id} {result.status}: {result.reason}", file=sys.stderr)
-        return 1
-    summary = "  ".join(f"{key}={value:.4f}" for key, value in sorted(result.metrics.items()))
-    print(f"run {result.run_id} {result.status}  {summary}")
-    print(f"tracking: {uri}")
-    return 0
+    return checked_job(slurm_settings(experiment.launcher), config)
 
 
 def _resumed(args: argparse.Namespace, uri: str):

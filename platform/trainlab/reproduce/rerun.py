@@ -135,11 +135,13 @@ def reproduce(
     dry_run: bool = False,
     workdir: str,
     say: Callable[[str], Any] = print,
+    slurm: Any = None,
 ) -> Reproduction:
     """Audit, re-run and compare run ``run_id``; ``say`` receives the report as it unfolds.
 
     Tolerance: ``None`` means bit-identical when an exact reproduction is expected, else
-    :data:`STATISTICAL_TOLERANCE`.
+    :data:`STATISTICAL_TOLERANCE`. ``slurm`` (SlurmSettings): the re-run is one SLURM job, checked by
+    ``sbatch --test-only`` before anything is said or trained.
     """
     from trainlab.class_paths import class_paths_in
 
@@ -151,13 +153,15 @@ def reproduce(
         config = rerun_config(original)
     except ConfigError as exc:  # a config that no longer resolves: say first whether the packages moved on
         raise _explained_by_packages(exc, original) from None
+    if slurm is not None:
+        slurm = _slurm_job(slurm, config, original.environment)
     say(f"reproduce {original.describe()}")
     if MAX_EPOCHS_TAG in original.tags:
         say(f"note: a resume raised trainer.max_epochs to {original.tags[MAX_EPOCHS_TAG]} ({RESUMED_TAG}: {original.tags.get(RESUMED_TAG)}): re-running to that")
     if original.status != "FINISHED":
         say(f"note: the original ended {original.status}; only the epochs it recorded are compared")
     with recorded_threads(original.environment, say), recorded_folder(original, say):
-        return _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say)
+        return _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say, slurm)
 
 
 @contextlib.contextmanager
@@ -230,7 +234,25 @@ def effective_config(original: RecordedRun) -> dict[str, Any] | None:
     return with_effective_max_epochs(original.config, original.tags) if original.config is not None else None
 
 
-def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say) -> Reproduction:
+def _slurm_job(settings, config, environment: dict[str, Any] | None):
+    """The re-run's job, accepted by sbatch; a one-process run trains with the torch threads it recorded
+    (they split CPU reductions: another count changes the last bits), whatever cores the task has."""
+    from dataclasses import replace
+
+    from trainlab.slurm.train_job import checked_job
+
+    recorded = ((environment or {}).get("hardware") or {}).get("torch_threads")
+    world = ((environment or {}).get("distributed") or {}).get("world_size") or 1
+    if settings.threads is None and world == 1 and isinstance(recorded, int) and recorded >= 1:
+        settings = replace(settings, threads=recorded)
+    nodes = config.section("trainer").get("num_nodes") or 1
+    return checked_job(settings, config, REPRODUCTION_TAGS, devices_if_auto=max(1, int(world) // int(nodes)))
+
+
+REPRODUCTION_TAGS = {"trainlab.kind": "reproduction"}
+
+
+def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run, workdir, say, slurm=None) -> Reproduction:
     from trainlab.reproduce.report import audit_table
 
     now_environment, now_data = state_now(config)
@@ -250,7 +272,7 @@ def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run,
     if dry_run:
         return result
 
-    new_run_id = _train(config, tracking_uri, original.run_id, result, say)
+    new_run_id = _train(config, tracking_uri, original.run_id, result, say, slurm)
     if new_run_id is None:  # a torchrun rank other than 0: rank 0 compares and reports
         return result
     result.rerun = load_recorded(client, new_run_id, required=(), workdir=workdir)
@@ -270,13 +292,14 @@ def _audit_and_rerun(client, tracking_uri, original, config, tolerance, dry_run,
     return result
 
 
-def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say) -> str | None:
+def _train(config, tracking_uri: str, original_id: str, result: Reproduction, say, slurm=None) -> str | None:
     from trainlab.training import RunEnded, launch
 
-    say(f"re-running through fit_run into experiment {config.tracking['experiment']} (tag trainlab.reproduces={original_id}) ...")
-    tags = {"trainlab.reproduces": original_id, "trainlab.kind": "reproduction"}
+    where = " as one SLURM job" if slurm is not None else ""
+    say(f"re-running through fit_run{where} into experiment {config.tracking['experiment']} (tag trainlab.reproduces={original_id}) ...")
+    tags = {"trainlab.reproduces": original_id, **REPRODUCTION_TAGS}
     try:
-        run_id = launch(config, tracking_uri, tags=tags).run_id
+        run_id = launch(config, tracking_uri, tags=tags, slurm=slurm).run_id
     except RunEnded as ended:
         result.failure = f"{ended.result.status}: {ended.result.reason}"
         run_id = ended.result.run_id

@@ -43,6 +43,7 @@ class SlurmSettings:
     folder: str = "slurm_logs"
     nodes: int = 1  # a training job's shape (trainer.num_nodes x trainer.devices); a study task is one process
     tasks_per_node: int = 1
+    threads: int | None = None  # a training job's torch threads (reproduce: as recorded); default the task's cores
 
     def submitit_parameters(self, job_name: str) -> dict[str, Any]:
         """submitit's SlurmExecutor parameters (its own names; the rest goes to ``additional_parameters``)."""
@@ -71,7 +72,7 @@ def slurm_settings(launcher: Any, gpus_per_trial: int | None = None) -> SlurmSet
     section = launcher.get("slurm") or {}
     if not isinstance(section, dict):
         raise ConfigError(PREFIX, section, "a mapping of sbatch settings (partition, time, cpus_per_task, mem, ...)")
-    known = {f for f in SlurmSettings.__dataclass_fields__ if f not in ("time_min", "nodes", "tasks_per_node")} | {"time"}
+    known = {f for f in SlurmSettings.__dataclass_fields__ if f not in ("time_min", "nodes", "tasks_per_node", "threads")} | {"time"}
     for key in section:
         if key not in known:
             raise ConfigError(f"{PREFIX}.{key}", expected=f"a key among {', '.join(sorted(known))}", hint="other sbatch flags go under launcher.slurm.sbatch")

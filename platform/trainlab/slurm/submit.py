@@ -17,6 +17,9 @@ from trainlab.errors import ConfigError
 from trainlab.slurm.settings import PREFIX, SlurmSettings
 
 
+MAX_TIME_LIMIT_REQUEUES = 100  # 100 time limits of one task: a study worker of 1-hour slots runs 100 hours
+
+
 @dataclass(frozen=True)
 class SubmittedArray:
     job_id: str  # the array's id (tasks are JOBID_0 .. JOBID_N-1)
@@ -62,7 +65,9 @@ def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function,
     import submitit
 
     folder = Path(settings.folder).absolute() / "%j"
-    executor = submitit.SlurmExecutor(folder=folder)
+    # submitit requeues a task on its time-limit signal at most max_num_timeout times (default 3), then
+    # raises inside the running trial: a study worker is meant to go on slot after slot.
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_TIME_LIMIT_REQUEUES)
     executor.update_parameters(**settings.submitit_parameters(job_name))
     with executor.batch():
         jobs = [executor.submit(function, *args) for _ in range(tasks)]
@@ -72,7 +77,8 @@ def submit_workers(settings: SlurmSettings, job_name: str, tasks: int, function,
 
 def _refused_key(reason: str, settings: SlurmSettings) -> str:
     lowered = reason.lower()
-    for key in ("partition", "account", "qos"):
+    # Account first: SLURM's "Invalid account or account/partition combination specified" names both.
+    for key in ("account", "qos", "partition"):
         if key in lowered and getattr(settings, key) is not None:
             return f"{PREFIX}.{key}"
     if "feature" in lowered and "constraint" in settings.sbatch:

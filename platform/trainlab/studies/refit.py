@@ -190,15 +190,24 @@ def _curve(client, run_id: str, metric: str) -> dict[int, float]:
     return {m.step: m.value for m in client.get_metric_history(run_id, metric)}
 
 
-def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str, pick=None):
+REFIT_TAGS = {"trainlab.kind": "refit"}
+
+
+def refit_best(study, spec: StudySpec, tracking_uri: str, parent_run_id: str, pick=None, slurm=None):
     """Returns the refit's ``RunResult``. With a ``pick`` rule the trial is the Pareto trial it chooses
-    (:func:`trainlab.studies.pareto.choose`)."""
+    (:func:`trainlab.studies.pareto.choose`). ``slurm`` (the study's SlurmSettings, ``--launcher slurm``):
+    the refit is one SLURM job, shaped like a trial's."""
     from trainlab.studies.pareto import choose, pareto_candidates
     from trainlab.training.launch import launch
 
     best = choose(pick, pareto_candidates(study, spec)).ref if pick is not None else study.best_trial
-    tags = {"trainlab.kind": "refit", "trainlab.study": spec.name, "trainlab.refit_of": best.user_attrs[MLFLOW_RUN_ATTR], "trainlab.trial": str(best.number)}
+    tags = {**REFIT_TAGS, "trainlab.study": spec.name, "trainlab.refit_of": best.user_attrs[MLFLOW_RUN_ATTR], "trainlab.trial": str(best.number)}
     if pick is not None:
         print(f"refit: --pick {pick.text!r} chose trial {best.number}")
         tags["trainlab.pick"] = pick.text
-    return launch(refit_config(study, spec, tracking_uri, best), tracking_uri, parent_run_id=parent_run_id, tags=tags, role=RefitRole(tracking_uri))
+    config = refit_config(study, spec, tracking_uri, best)
+    if slurm is not None:
+        from trainlab.slurm.train_job import checked_job
+
+        slurm = checked_job(slurm, config, tags, devices_if_auto=1)
+    return launch(config, tracking_uri, parent_run_id=parent_run_id, tags=tags, role=RefitRole(tracking_uri), slurm=slurm)

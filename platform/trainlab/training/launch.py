@@ -1,11 +1,12 @@
 """Launching a run: the one place that decides whether it trains in this process or in a process group.
 
 ``trainlab train``, every study trial, ``trainlab reproduce``, ``trainlab confirm`` and a study's refit call
-:func:`launch`. One process (or a rank that torchrun, SLURM or a process group already started): the run
-trains here, through :func:`~trainlab.training.fit_run.fit_run`. Several processes: Lightning's ``ddp``
-strategy would re-execute the launching command for every extra rank (a study worker, the loop of
-``trainlab confirm``, the audit of ``trainlab reproduce``), so the run trains in a process group of its own,
-``python -m trainlab.training.group_member``, which Lightning may re-execute freely::
+:func:`launch`. With ``slurm`` settings (``--launcher slurm``) the run is one SLURM job whose tasks call
+:func:`launch` again (:mod:`trainlab.slurm.train_job`). One process (or a rank that torchrun, SLURM or a
+process group already started): the run trains here, through :func:`~trainlab.training.fit_run.fit_run`.
+Several processes: Lightning's ``ddp`` strategy would re-execute the launching command for every extra
+rank (a study worker, the loop of ``trainlab confirm``, the audit of ``trainlab reproduce``), so the run
+trains in a process group of its own, ``python -m trainlab.training.group_member``, which Lightning may re-execute freely::
 
     launch ── python -m trainlab.training.group_member --launch launch.json      rank 0
                  └─ Lightning ── the same command, LOCAL_RANK=1..N-1              ranks > 0
@@ -77,6 +78,7 @@ def launch(
     on_run_created: Callable[[str], Any] | None = None,
     role: Role | None = None,
     resume: ResumeFrom | None = None,
+    slurm: Any = None,
 ) -> RunResult:
     """Train ``config`` into a tracked run, here or as a process group; see the module docstring.
 
@@ -85,12 +87,20 @@ def launch(
     live objects and cannot enter a process group: a caller that needs them there gives a ``role``.
     ``on_run_created(run_id)`` is called as soon as the run exists here, after the group ends otherwise.
     ``resume`` continues an unfinished run from its checkpoint (``trainlab train --resume``).
+    ``slurm`` (``--launcher slurm``: the job's :class:`~trainlab.slurm.SlurmSettings`, from
+    :func:`~trainlab.slurm.train_job.checked_job`): the run trains as one SLURM job, followed until it ends.
     """
     from trainlab.tracking.store import resolve_tracking_uri
     from trainlab.training.processes import processes_for, started_as_rank
 
     uri = resolve_tracking_uri(tracking_uri)
     role = role or Role()
+    if slurm is not None and not started_as_rank():
+        if callbacks or on_run_created:
+            raise ValueError("callbacks cannot cross into a SLURM job; give launch() a Role that builds them")
+        from trainlab.slurm.train_job import train_as_job
+
+        return train_as_job(slurm, config, uri, parent_run_id, tags, role, resume)
     if started_as_rank() or processes_for(config.section("trainer")) == 1:
         return train_here(config, uri, parent_run_id, tags, [*callbacks, *role.callbacks()], role, on_run_created, resume)
     if callbacks:
