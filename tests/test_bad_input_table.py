@@ -105,7 +105,7 @@ ROWS = [
     row("scheduler-missing-argument", ["train", "e.yaml", "lr_scheduler.class_path=torch.optim.lr_scheduler.StepLR"], ["lr_scheduler", "step_size"]),
     row("unknown-flag", ["train", "e.yaml", "--no-such-flag"], ["unrecognized arguments: --no-such-flag"]),
     row("no-file-given", ["train"], ["FILE", "an experiment file", "--resume RUN_ID"]),
-    row("resume-with-a-file", ["train", "e.yaml", "--resume", "abc"], ["--resume", "abc", "no FILE or overrides"]),
+    row("resume-with-a-file", ["train", "e.yaml", "--resume", "abc"], ["--resume", "abc", "no FILE and no override but trainer.max_epochs=N"]),
     row("train-bogus-tracking-scheme", ["train", "e.yaml", "--tracking-uri", "foo://x"], ["--tracking-uri", "foo://x"]),
     row("train-store-in-missing-folder", ["train", "e.yaml", "--tracking-uri", "sqlite:///nodir/x.db"], ["--tracking-uri", "nodir/x.db", "does not exist"]),
     row("train-store-under-a-file", ["train", "e.yaml", "--tracking-uri", "sqlite:///a.txt/x.db"], ["--tracking-uri", "a.txt is a file"], files={"a.txt": "x"}),
