@@ -3,6 +3,7 @@ names nothing, PostgreSQL connections per worker. Real files, real Optuna storag
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -91,8 +92,8 @@ def test_an_intact_journal_is_left_byte_for_byte(tmp_path):
     assert not Path(f"{journal}.lock").exists(), "the lock is released"
 
 
-def _trainlab(*args, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+def _trainlab(*args, cwd: Path, **env_values: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | env_values
     return subprocess.run([sys.executable, "-m", "trainlab", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -365,3 +366,41 @@ def test_four_workers_fit_in_a_server_with_max_connections_20(workdir, small_pos
     assert states.count("COMPLETE") + states.count("PRUNED") == 4 and "FAIL" not in states, states
     runs = all_runs(f"{small_postgres}/mlflow")
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 5, "the parent run and one run per trial"
+
+
+# -- a new SQLite store: copied from MLflow's own empty store, kept per MLflow version; WAL mode --------------------
+
+
+@pytest.mark.integration
+def test_new_stores_are_copies_of_one_empty_store_and_commit_through_a_write_ahead_log(tmp_path):
+    """Two first runs in two new folders: the first builds the empty store once (MLflow's migrations, into the
+    cache), the second copies it; each folder's Default experiment points into that folder, both stores are
+    complete MLflow stores in WAL mode, and nothing but the store is left beside it."""
+    import sqlite3
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cache = tmp_path / "cache"
+    template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+    study = _study_file(tmp_path, n_trials=1)
+    errs = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        result = _trainlab("train", study, cwd=folder, TRAINLAB_CACHE=str(cache))
+        assert result.returncode == 0, result.stderr[-3000:]
+        errs.append(result.stderr)
+        assert template.exists(), "the empty store is kept in the cache"
+        store = folder / "mlflow.db"
+        assert not list(folder.glob("mlflow.db-*")), "the write-ahead log is folded back when the command ends"
+        with contextlib.closing(sqlite3.connect(store)) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        client = MlflowClient(f"sqlite:///{store}")
+        assert client.get_experiment("0").artifact_location == str(folder / "mlruns" / "0")
+        [run] = client.search_runs([client.get_experiment_by_name("stores").experiment_id])
+        assert run.info.status == "FINISHED" and "val/acc" in run.data.metrics
+    assert "Creating initial MLflow database tables" in errs[0], "the first store is built by MLflow's migrations"
+    assert "Creating initial MLflow database tables" not in errs[1], "the second is a copy"
+    with contextlib.closing(sqlite3.connect(template)) as connection:
+        assert connection.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0, "the cached store holds no experiment"

@@ -20,6 +20,7 @@ fresh processes instead. Usage::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import os
@@ -43,11 +44,18 @@ def remember_engines() -> None:
     from sqlalchemy.engine import Engine
 
     event.listen(Engine, "engine_connect", _remember)
+    atexit.register(_close_engines)  # a SQLite store's write-ahead log is folded back when its last connection closes
     _remembering = True
 
 
 def _remember(connection) -> None:
     _engines.add(connection.engine)
+
+
+def _close_engines() -> None:
+    for engine in list(_engines):
+        with contextlib.suppress(Exception):
+            engine.dispose()
 
 
 def background_write() -> threading.Lock:
@@ -119,8 +127,7 @@ def relay_lines(source, target) -> None:
 def ready_to_fork() -> Iterator[None]:
     """No background write in flight and no pooled connection open while the block (the fork) runs."""
     with _background_write:
-        for engine in list(_engines):
-            engine.dispose()
+        _close_engines()
         yield
 
 
