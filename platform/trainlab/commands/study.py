@@ -219,7 +219,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         devices_per_trial=args.devices_per_trial,
     )
     status, reason, code = "FINISHED", None, 0
-    pictures = None
+    drawings = None
     try:
         codes = run_workers(settings, args.jobs, plan.gpu_slots)
         # A worker killed by a signal (kill -9, the OOM killer) lost its trial, which the others reaped and
@@ -241,9 +241,9 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     finally:
         # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
         reap_dead_trials(study, storage, uri)
-        if status == "FINISHED":  # the best trials' pictures are drawn on the other core while this one reports
-            pictures = _start_drawing_pictures(study, spec, uri)
-        summary = write_study_report(study, spec, uri, parent_run_id)
+        if status == "FINISHED":  # the study's plots and the best trials' pictures are drawn beside the report
+            drawings = _start_drawings(study, spec, uri, parent_run_id)
+        summary = write_study_report(study, spec, uri, parent_run_id, plots=drawings is None)
         elsewhere = _trials_running_elsewhere(study)
         if elsewhere:
             # Workers on other machines share this parent run: the last one to finish ends it.
@@ -252,10 +252,10 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         else:
             ownership.stop()
             end_parent_run(uri, parent_run_id, status, reason)
-    return _print_outcome(plan, args, study, summary, code, parent_run_id, pictures)
+    return _print_outcome(plan, args, study, summary, code, parent_run_id, drawings)
 
 
-def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str, pictures=None) -> int:
+def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, code: int, parent_run_id: str, drawings=None) -> int:
     """The study's counts and best trial (or Pareto front), its test, the best trials' pictures, the refit; the exit code."""
     from trainlab.secrets import mask_uri
     from trainlab.studies.best_test import evaluate_best_trial_on_test
@@ -280,10 +280,10 @@ def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, co
     if tested:
         number, metrics = tested
         print(f"best trial {number} tested: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-    if pictures is None:
+    if drawings is None:
         _draw_best_trials_pictures(study, spec, uri)
-    else:
-        pictures.wait()
+    for drawing in drawings or ():
+        drawing.wait()
     if args.refit_best:
         from trainlab.studies.refit import model_uri, refit_best, register_model
 
@@ -370,11 +370,19 @@ def _trials_running_elsewhere(study) -> int:
     return sum((t.user_attrs.get(WORKER_ATTR) or {}).get("pid") != me["pid"] or (t.user_attrs.get(WORKER_ATTR) or {}).get("host") != me["host"] for t in running)
 
 
-def _start_drawing_pictures(study, spec, uri: str):
-    """:func:`_draw_best_trials_pictures` in a forked process (``wait`` for it), or None where this system does not fork."""
+def _start_drawings(study, spec, uri: str, parent_run_id: str) -> list | None:
+    """The study's plots and the best trials' pictures, each in a forked process (``wait`` for them): with the
+    report written meanwhile, the three take the study's end ~2.5 s of matplotlib instead of ~4.5 s. None
+    where this system does not fork: then the report draws the plots, and the pictures come after it."""
     from trainlab.fork_safety import can_fork, start_forked
+    from trainlab.studies.report import log_study_plots
 
-    return start_forked(_draw_best_trials_pictures, study, spec, uri, name="trainlab-pictures") if can_fork() else None
+    if not can_fork():
+        return None
+    return [
+        start_forked(log_study_plots, study, spec, uri, parent_run_id, name="trainlab-study-plots"),
+        start_forked(_draw_best_trials_pictures, study, spec, uri, name="trainlab-pictures"),
+    ]
 
 
 def _draw_best_trials_pictures(study, spec, uri: str, count: int = PICTURED_TRIALS) -> None:

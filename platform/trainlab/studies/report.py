@@ -103,7 +103,9 @@ def summarize(study) -> StudySummary:
     return summary
 
 
-def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id: str) -> StudySummary:
+def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id: str, plots: bool = True) -> StudySummary:
+    """The study's counts, best trial, trial marks, trials.csv, best config and (``plots``) Optuna's plots on the
+    parent run; returns the summary. ``plots=False``: the caller logs them (:func:`log_study_plots`)."""
     from mlflow.entities import Metric, RunTag
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
@@ -149,10 +151,23 @@ def write_study_report(study, spec: StudySpec, tracking_uri: str, parent_run_id:
             _write_best_config(client, spec, summary, folder)
         if summary.pareto_numbers is not None:
             write_pareto_csv(study, spec, folder / "pareto.csv")
-        if summary.complete + summary.pruned:
+        if plots and summary.complete + summary.pruned:
             write_study_plots(study, spec.metric, folder / "plots", metrics=spec.metrics)
         client.log_artifacts(parent_run_id, str(folder))
     return summary
+
+
+def log_study_plots(study, spec: StudySpec, tracking_uri: str, parent_run_id: str) -> None:
+    """Optuna's plots of the study (``plots/`` of the parent run), once a trial has ended."""
+    from optuna.trial import TrialState
+
+    from trainlab.tracking.store import tracking_client
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        return
+    with tempfile.TemporaryDirectory(prefix="trainlab-study-") as tmp:
+        write_study_plots(study, spec.metric, Path(tmp) / "plots", metrics=spec.metrics)
+        tracking_client(tracking_uri).log_artifacts(parent_run_id, tmp)
 
 
 def parent_description(study, spec: StudySpec, summary: StudySummary, tracking_uri: str, experiment_id: str) -> str:
