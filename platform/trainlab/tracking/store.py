@@ -8,6 +8,7 @@ line naming the URI, before MLflow writes a byte or retries for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import urllib.error
@@ -21,7 +22,6 @@ SQLITE_PREFIX = "sqlite:///"
 TRACKING_URI_EXAMPLES = "sqlite:///mlflow.db, postgresql://user@host/db or http://host:5000"
 # Database schemes MLflow's SQLAlchemy store accepts (a driver may follow: postgresql+psycopg2).
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # MLflow's own SQLAlchemy pool when the tracking URI is a database server: at most two connections per
 # process (MLflow's default is SQLAlchemy's 5 + 10 overflow), so many workers fit in max_connections.
 # Environment defaults, so a user's own setting wins and worker processes inherit them.
@@ -125,7 +125,7 @@ def check_sqlite_file(path: str, uri: str, *, create: bool, key: str) -> None:
     if file.is_dir():
         raise ConfigError(key, uri, "a SQLite file, not a directory")
     if file.exists():
-        if file.stat().st_size and _head(file) != _SQLITE_MAGIC:
+        if file.stat().st_size and not _is_sqlite_file(file):
             raise ConfigError(key, uri, "a SQLite database file (this file is something else)")
         if create and not (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)):
             raise ConfigError(key, uri, "a SQLite file in a folder this user can write", hint="permission denied")
@@ -199,12 +199,22 @@ def _file_above(path: Path) -> Path | None:
     return None
 
 
-def _head(path: Path) -> bytes:
+def _is_sqlite_file(path: Path) -> bool:
+    """Whether ``path`` is a SQLite database, asked of SQLite itself (read-only).
+
+    Not by reading its first bytes: closing any file descriptor of a database drops every POSIX lock this
+    process holds on it, and a store in WAL mode is locked while a connection is open (a second command in
+    one process, a notebook). Another process would then take the store for unused and reset its log under
+    our connection: a corrupt store. SQLite keeps its own descriptors open while it holds locks.
+    """
+    import sqlite3
+
     try:
-        with open(path, "rb") as file:
-            return file.read(len(_SQLITE_MAGIC))
-    except OSError:
-        return b""
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            connection.execute("PRAGMA schema_version")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _first_line(exc: object) -> str:
