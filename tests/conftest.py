@@ -32,6 +32,14 @@ def postgres_available(host: str = "127.0.0.1", port: int = 5432) -> bool:
     return False
 
 
+def postgres_admin(sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on the local PostgreSQL, outside a transaction."""
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as connection:
+        connection.execute(sql)
+
+
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -33,7 +33,8 @@ def test_big_net_on_tiny_split_reports_overfit_epoch_gap_and_cures(cli, workdir,
     assert run.data.metrics["overfit_gap"] == pytest.approx(val[-1] - train[-1], rel=1e-5)
 
     note = run.data.tags["mlflow.note.content"]
-    assert note.startswith(f"baseline on 10% of the data\n\nOverfitting from epoch {overfit_epoch}:")  # appended
+    user, _, ours = note.partition("\n\n")  # appended below the user's text, between markers that let a resume replace it
+    assert user == "baseline on 10% of the data" and ours.splitlines()[1].startswith(f"Overfitting from epoch {overfit_epoch}:"), note
     for cure in ("dropout", "weight decay", "early stopping"):
         assert cure in note
     assert "plots/learning_curves.png" in {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "plots")}

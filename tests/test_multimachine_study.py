@@ -15,7 +15,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import need, postgres_available
+from conftest import need, postgres_admin, postgres_available
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -26,13 +26,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as connection:
-        connection.execute(sql)
 
 
 def _wait_for(condition, timeout: float, what: str) -> None:
@@ -70,8 +63,8 @@ def test_three_workers_one_server_one_study_survive_a_kill_9(workdir, fast_digit
     study_file = workdir / "study.yaml"
     study_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
-    _admin(f"CREATE DATABASE {mlflow_db}")
-    _admin(f"CREATE DATABASE {optuna_db}")
+    postgres_admin(f"CREATE DATABASE {mlflow_db}")
+    postgres_admin(f"CREATE DATABASE {optuna_db}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -135,4 +128,4 @@ def test_three_workers_one_server_one_study_survive_a_kill_9(workdir, fast_digit
                 (os.killpg(process.pid, signal.SIGTERM) if process is server else process.kill())
         server.wait(timeout=60)
         for database in (mlflow_db, optuna_db):
-            _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -288,15 +288,29 @@ def test_a_trial_whose_worker_was_killed_is_continued_by_the_next_worker_in_the_
 
 
 def test_a_run_stopped_by_sigterm_ends_killed_keeps_its_checkpoint_and_resumes(tmp_path):
+    """SIGTERM writes the diagnostics' verdicts on the partial run; the resumed run replaces them: its
+    description and verdict tags equal those of the same file trained uninterrupted."""
     from mlflow import MlflowClient
 
-    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
-    run_id = _kill_after_a_checkpoint(tmp_path, signal.SIGTERM)
+    from conftest import STUDIES
+
+    # Overfits from epoch 3 (see the test above): the partial run already has a verdict and a paragraph to replace.
+    experiment = (STUDIES / "overfitting_digits.yaml").read_text().replace("max_epochs: 12", "max_epochs: 30\n  enable_progress_bar: false")
+    (tmp_path / "exp.yaml").write_text(experiment)
+    whole = _trainlab(tmp_path, "train", "exp.yaml")
+    assert whole.returncode == 0, whole.stderr
+    run_id = _kill_after_a_checkpoint(tmp_path, signal.SIGTERM, min_epoch=5)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_run(run_id).info.status == "KILLED"
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED"
     assert (tmp_path / "checkpoints" / run_id / "resume.ckpt").exists(), "SIGTERM keeps the resume checkpoint"
+    assert "Overfitting from epoch 3" in killed.data.tags["mlflow.note.content"], "the partial run was judged on SIGTERM"
 
     resumed = _trainlab(tmp_path, "train", "--resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
-    assert client.get_run(run_id).info.status == "FINISHED"
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(run_id, "val/acc")) == list(range(30))
+    (uninterrupted,) = [r for r in client.search_runs([run.info.experiment_id]) if r.info.run_id != run_id]
+    assert _diagnoses(run) == _diagnoses(uninterrupted), "the partial run's verdicts and paragraphs were replaced"
+    assert "trainlab.status_reason" not in run.data.tags, "the SIGTERM that ended the partial run is not the finished run's reason"

@@ -203,6 +203,7 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
     from trainlab.studies.parent_run import end_parent_run
     from trainlab.studies.report import write_study_report
     from trainlab.studies.stale import reap_dead_trials
+    from trainlab.studies.storage import ClaimLock
     from trainlab.studies.worker import WorkerSettings, run_workers
     from trainlab.tracking.reaper import release_run
     from trainlab.tracking.store import tracking_client
@@ -239,19 +240,23 @@ def _run_and_report(plan: StudyPlan, args: argparse.Namespace, study, storage, p
         status, reason = "FAILED", exc.message if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
-        reap_dead_trials(study, storage, uri)
         if status == "FINISHED":  # the study's plots and the best trials' pictures are drawn beside the report
             drawings = _start_drawings(study, spec, uri, parent_run_id)
-        summary = write_study_report(study, spec, uri, parent_run_id, plots=drawings is None)
-        elsewhere = _trials_running_elsewhere(study)
-        if elsewhere:
-            # Workers on other machines share this parent run: the last one to finish ends it.
-            release_run(tracking_client(uri), parent_run_id, ownership)
-            print(f"study {spec.name}: {elsewhere} trial(s) still run on other workers; the parent run stays RUNNING until they end", file=sys.stderr)
-        else:
-            ownership.stop()
-            end_parent_run(uri, parent_run_id, status, reason)
+        # Another invocation of this study (another terminal or machine) may end at the same moment: one at a
+        # time reports and ends the parent run (two writing the same new MLflow tag at once fail the second);
+        # the later one finds the report written and rewrites only what changed.
+        with ClaimLock(plan.storage_url, spec.name).held():
+            # Our workers are gone now: anything of theirs still RUNNING is failed, its run ended.
+            reap_dead_trials(study, storage, uri)
+            summary = write_study_report(study, spec, uri, parent_run_id, plots=drawings is None)
+            elsewhere = _trials_running_elsewhere(study)
+            if elsewhere:
+                # Workers on other machines share this parent run: the last one to finish ends it.
+                release_run(tracking_client(uri), parent_run_id, ownership)
+                print(f"study {spec.name}: {elsewhere} trial(s) still run on other workers; the parent run stays RUNNING until they end", file=sys.stderr)
+            else:
+                ownership.stop()
+                end_parent_run(uri, parent_run_id, status, reason)
     return _print_outcome(plan, args, study, summary, code, parent_run_id, drawings)
 
 
@@ -259,6 +264,7 @@ def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, co
     """The study's counts and best trial (or Pareto front), its test, the best trials' pictures, the refit; the exit code."""
     from trainlab.secrets import mask_uri
     from trainlab.studies.best_test import evaluate_best_trial_on_test
+    from trainlab.studies.storage import ClaimLock
 
     spec, uri = plan.spec, plan.tracking_uri
     print(
@@ -276,7 +282,9 @@ def _print_outcome(plan: StudyPlan, args: argparse.Namespace, study, summary, co
     else:
         print(f"best: trial {summary.best_number}  {spec.metric}={summary.best_value:.4f}  run {summary.best_run_id}")
         print(f"best params: {summary.best_params}")
-    tested = evaluate_best_trial_on_test(study, uri)  # trials never saw the test set; the best one is tested once, now
+    # Trials never saw the test set; the best one is tested once, now (an invocation ending beside this one waits, then reads the result).
+    with ClaimLock(plan.storage_url, spec.name).held():
+        tested = evaluate_best_trial_on_test(study, uri)
     if tested:
         number, metrics = tested
         print(f"best trial {number} tested: " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
@@ -311,6 +319,7 @@ def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, par
     from trainlab.slurm.follow import follow_array, task_exit_codes
     from trainlab.slurm.submit import unshared_store_warning
     from trainlab.studies.report import write_study_report
+    from trainlab.studies.storage import ClaimLock
     from trainlab.studies.worker import WorkerSettings
 
     spec = plan.spec
@@ -343,7 +352,8 @@ def _run_on_slurm(plan: StudyPlan, args: argparse.Namespace, study, storage, par
         print(f"trainlab: study {spec.name}: {stopped} array task(s) stopped early (scancel, time limit, node lost); their trials were failed and replaced", file=sys.stderr)
     errors = [c for c in codes if c not in (None, 0, 130)]
     code = (2 if 2 in errors else 1) if errors else 0
-    summary = write_study_report(study, spec, plan.tracking_uri, parent_run_id)
+    with ClaimLock(plan.storage_url, spec.name).held():  # as close_study_when_done and a local study's end
+        summary = write_study_report(study, spec, plan.tracking_uri, parent_run_id)
     return _print_outcome(plan, args, study, summary, code, parent_run_id)
 
 

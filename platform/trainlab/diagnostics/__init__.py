@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainlab.diagnostics._tracking import forget_diagnoses
 from trainlab.diagnostics.spec import DiagnosticsSpec
 
-__all__ = ["DiagnosticsSpec", "diagnostic_callbacks"]
+__all__ = ["DiagnosticsSpec", "diagnostic_callbacks", "forget_diagnoses"]
 
 
 def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures: bool = True) -> list:

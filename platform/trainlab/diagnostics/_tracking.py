@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -41,15 +42,55 @@ def set_tags(trainer, tags: Mapping[str, Any]) -> None:
     client.log_batch(run_id, tags=[RunTag(key, str(value)[:_TAG_LIMIT]) for key, value in tags.items()])
 
 
-def append_note(trainer, paragraph: str) -> None:
-    """Add a paragraph to the run's description (the MLflow note), keeping what is already there."""
+def write_note(trainer, key: str, paragraph: str) -> None:
+    """Put a diagnostic's paragraph in the run's description (the MLflow note), replacing the one it wrote
+    before under the same ``key`` and keeping everything else there (the user's text, other diagnostics')."""
     target = mlflow_run(trainer)
     if target is None:
         return
     client, run_id = target
     current = client.get_run(run_id).data.tags.get(MLFLOW_RUN_NOTE, "")
-    note = f"{current.rstrip()}\n\n{paragraph}" if current.strip() else paragraph
+    marked = f"{_START.format(key)}\n{paragraph}\n{_END.format(key)}"
+    if _paragraph(key).search(current):
+        note = _paragraph(key).sub(lambda _: marked, current)
+    else:
+        note = f"{current.rstrip()}\n\n{marked}" if current.strip() else marked
     client.set_tag(run_id, MLFLOW_RUN_NOTE, note[:_TAG_LIMIT])
+
+
+def forget_diagnoses(client, run_id: str) -> None:
+    """Remove the diagnostics' verdict tags and paragraphs from a run about to be resumed.
+
+    The partial run judged its epochs so far when it stopped (SIGTERM, an exception); the resumed run judges
+    all of them at its end. A verdict only the partial run had (a warning) would otherwise outlive it.
+    """
+    from trainlab.diagnostics.gradient_flow import LAYERS_TAG, VERDICT_TAG
+    from trainlab.diagnostics.loss_trend import WARNING_TAG
+    from trainlab.diagnostics.non_finite import NON_FINITE_TAGS
+    from trainlab.diagnostics.overfitting import OVERFITTING_TAG
+
+    tags = client.get_run(run_id).data.tags
+    for key in (VERDICT_TAG, LAYERS_TAG, WARNING_TAG, OVERFITTING_TAG, *NON_FINITE_TAGS):
+        if key in tags:
+            client.delete_tag(run_id, key)
+    current = tags.get(MLFLOW_RUN_NOTE, "")
+    note = re.sub(r"\n*" + _paragraph(r"[\w.]+").pattern, "", current).strip()
+    if note == current:
+        return
+    if note:
+        client.set_tag(run_id, MLFLOW_RUN_NOTE, note)
+    else:
+        client.delete_tag(run_id, MLFLOW_RUN_NOTE)
+
+
+# A diagnostic's paragraph sits between these markers, so that it can be found and rewritten. HTML comments:
+# MLflow renders the description as Markdown and shows neither.
+_START, _END = "<!-- trainlab.diagnostics {} -->", "<!-- end trainlab.diagnostics {} -->"
+
+
+def _paragraph(key: str) -> re.Pattern:
+    start, end = (re.escape(marker.format("KEY")).replace("KEY", key) for marker in (_START, _END))
+    return re.compile(f"{start}\n.*?\n{end}", re.DOTALL)
 
 
 def log_epoch_metrics(trainer, metrics: Mapping[str, float]) -> None:

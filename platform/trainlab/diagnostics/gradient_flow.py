@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from trainlab.diagnostics._layers import ParameterLayers
-from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, log_figure, margins, new_figure, second_to, set_tags
+from trainlab.diagnostics._tracking import log_epoch_metrics, log_figure, margins, new_figure, second_to, set_tags, write_note
 
 VERDICT_TAG = "trainlab.gradients"
 LAYERS_TAG = "trainlab.gradients.layers"
@@ -168,7 +168,7 @@ class GradientFlowMonitor(Callback):
         responsible = ", ".join(self.layers.short_name(i) for i in self.verdict.layers)
         set_tags(trainer, {VERDICT_TAG: self.verdict.verdict, LAYERS_TAG: responsible or "-"})
         if self.verdict.verdict != "healthy":
-            append_note(trainer, self._explanation(norms))
+            write_note(trainer, "gradient_flow", self._explanation(norms))
         if not self.pictures:
             return
         step_norms = torch.stack(self._step_norms).cpu().numpy() if self._step_norms else None

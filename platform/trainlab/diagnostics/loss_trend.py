@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from trainlab.diagnostics._tracking import append_note, second_to, set_tags
+from trainlab.diagnostics._tracking import second_to, set_tags, write_note
 from trainlab.diagnostics.non_finite import NonFiniteError
 
 WARNING_TAG = "trainlab.warning"
@@ -148,7 +148,7 @@ class LossTrendMonitor(Callback):
         set_tags(trainer, {WARNING_TAG: self.warning})
         rates = sorted({group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups})
         rate = ", ".join(f"{lr:g}" for lr in rates)
-        append_note(trainer, f"Warning: training loss {self._what(non_finite)} with learning rate {rate}. {_CURES}")
+        write_note(trainer, "loss_trend", f"Warning: training loss {self._what(non_finite)} with learning rate {rate}. {_CURES}")
 
     def _what(self, non_finite: bool) -> str:
         if non_finite:

@@ -12,6 +12,8 @@ from torch import nn
 from trainlab.diagnostics._layers import ParameterLayers
 from trainlab.diagnostics._tracking import set_tags
 
+NON_FINITE_TAGS = ("trainlab.non_finite.step", "trainlab.non_finite.layer")
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinite loss or gradient; the message names the step and the layer."""
@@ -59,7 +61,7 @@ class NonFiniteGuard(Callback):
         if finding is None:  # the norm overflowed but every value is finite: large, not broken
             return
         message, layer = finding
-        set_tags(trainer, {"trainlab.non_finite.step": trainer.global_step, "trainlab.non_finite.layer": layer})
+        set_tags(trainer, dict(zip(NON_FINITE_TAGS, (trainer.global_step, layer))))
         raise NonFiniteError(message)
 
     def _diagnose(self, trainer: L.Trainer, pl_module: L.LightningModule) -> tuple[str, str] | None:

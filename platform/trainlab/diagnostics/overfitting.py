@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from trainlab.diagnostics._tracking import append_note, log_epoch_metrics, second_to, set_tags
+from trainlab.diagnostics._tracking import log_epoch_metrics, second_to, set_tags, write_note
 
 OVERFITTING_TAG = "trainlab.overfitting"
 
@@ -97,8 +97,9 @@ class OverfittingDetector(Callback):
         best, last = self.overfit_epoch, epochs[-1]
         gap = self.val_losses[last] - self.train_losses[last]
         log_epoch_metrics(trainer, {"overfit_epoch": best, "overfit_gap": gap})
-        append_note(
+        write_note(
             trainer,
+            "overfitting",
             f"Overfitting from epoch {best}: validation loss bottomed out at {self.val_losses[best]:.4g} and rose to "
             f"{self.val_losses[last]:.4g} by epoch {last}, while training loss kept falling to {self.train_losses[last]:.4g} "
             f"(val − train gap {gap:.4g}). {_CURES}",

@@ -90,6 +90,8 @@ class RunRecord:
         client = tracking_client(tracking_uri)
         run = client.get_run(run_id)
         client.update_run(run_id, status="RUNNING")
+        if RUN_STATUS_TAG in run.data.tags:  # why it ended before no longer holds: it ends again, with its own reason
+            client.delete_tag(run_id, RUN_STATUS_TAG)
         heartbeat = claim_run(client, run_id)
         return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri, heartbeat)
 

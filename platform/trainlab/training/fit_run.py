@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainlab.config import RunConfig
+from trainlab.diagnostics import forget_diagnoses
 from trainlab.errors import ConfigError
 from trainlab.tracking.store import resolve_tracking_uri
 from trainlab.training.checkpoints import own_checkpoint
@@ -92,6 +93,7 @@ def fit_run(
                 if resume:
                     logger.continue_history()
                     record.set_tags(resume.tags())
+                    forget_diagnoses(record.client, record.run_id)  # judged again, on all epochs, at the end
                     if resume.max_epochs is not None:  # the param's searchable copy says what the run now trains to
                         record.log_metrics({f"{PARAM_METRIC_PREFIX}trainer.max_epochs": resume.max_epochs}, step=0)
                 else:
