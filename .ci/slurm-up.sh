@@ -10,9 +10,11 @@
 #   sudo .ci/slurm-up.sh           exit 0 once `srun hostname` answers
 set -euo pipefail
 
+# Zombies do not count: this machine's PID 1 reaps the daemons it inherits only now and then.
+running() { pgrep -x -r D,R,S "$1" >/dev/null; }
 answers() { timeout 20 srun --immediate=15 hostname >/dev/null 2>&1; }
 # Up and busy (every CPU taken by jobs) counts as up: srun would only wait for a free CPU.
-serving() { pgrep -x munged >/dev/null && pgrep -x slurmd >/dev/null && scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -N -o %T 2>/dev/null | grep -qE "^(idle|mixed|allocated|completing)"; }
+serving() { running munged && running slurmd && scontrol ping 2>/dev/null | grep -q "is UP" && sinfo -h -N -o %T 2>/dev/null | grep -qE "^(idle|mixed|allocated|completing)"; }
 
 NODE="$(hostname -s)"
 ACCOUNT=trainlab
@@ -97,7 +99,7 @@ EOF
 }
 
 if command -v srun >/dev/null && { serving || answers; } && slurm_conf | cmp -s - "$CONF_DIR/slurm.conf" \
-   && { [ "$ACCOUNTING" = 0 ] || { pgrep -x slurmdbd >/dev/null && associated; }; }; then
+   && { [ "$ACCOUNTING" = 0 ] || { running slurmdbd && associated; }; }; then
   echo "slurm: up"
   exit 0
 fi
@@ -123,7 +125,7 @@ if [ ! -s /etc/munge/munge.key ]; then
 fi
 chown munge:munge /etc/munge/munge.key
 chmod 0400 /etc/munge/munge.key
-if ! pgrep -x munged >/dev/null; then
+if ! running munged; then
   su -s /bin/sh munge -c "/usr/sbin/munged"
 fi
 
@@ -137,10 +139,10 @@ else
   changed=0
 fi
 
-if [ "$changed" = 1 ] && pgrep -x slurmctld >/dev/null; then
+if [ "$changed" = 1 ] && running slurmctld; then
   # Some settings (AuthInfo) are read only at start: restart the daemons (jobs and their state survive).
   scontrol shutdown >/dev/null 2>&1 || true
-  for _ in $(seq 1 30); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 1; done
+  for _ in $(seq 1 30); do running slurmctld || running slurmd || break; sleep 1; done
 fi
 # Accounting after slurm.conf (sacctmgr reads its storage type there) and before slurmctld starts: it refuses
 # a cluster the database does not know, and holds the jobs it recovers when their user has no association.
@@ -160,13 +162,13 @@ GRANT ALL ON ${DB}.* TO 'slurm'@'localhost';
 EOF
   if ! slurmdbd_conf "$password" | cmp -s - "$CONF_DIR/slurmdbd.conf"; then
     (umask 077; slurmdbd_conf "$password" >"$CONF_DIR/slurmdbd.conf")
-    if pgrep -x slurmdbd >/dev/null; then
+    if running slurmdbd; then
       kill "$(cat /run/slurmdbd.pid)" 2>/dev/null || true
-      for _ in $(seq 1 30); do pgrep -x slurmdbd >/dev/null || break; sleep 1; done
+      for _ in $(seq 1 30); do running slurmdbd || break; sleep 1; done
     fi
   fi
   chmod 0600 "$CONF_DIR/slurmdbd.conf"
-  pgrep -x slurmdbd >/dev/null || slurmdbd
+  running slurmdbd || slurmdbd
   for _ in $(seq 1 30); do sacctmgr -n show cluster >/dev/null 2>&1 && break; sleep 1; done
   # sacctmgr add refuses what exists: each entity is added only when missing.
   [ -n "$(sacctmgr -n -P show cluster trainlab format=cluster)" ] || sacctmgr -i add cluster trainlab >/dev/null
@@ -180,11 +182,11 @@ EOF
   done
   sacctmgr -i modify account where name="${ACCOUNT}" cluster=trainlab set qos=normal defaultqos=normal >/dev/null || true
   associated || { echo "slurm-up: account ${ACCOUNT} (QOS normal) not set up; see /var/log/slurm/slurmdbd.log" >&2; exit 1; }
-elif pgrep -x slurmdbd >/dev/null; then
+elif running slurmdbd; then
   kill "$(cat /run/slurmdbd.pid)" 2>/dev/null || true
 fi
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+running slurmctld || slurmctld
+running slurmd || slurmd
 # A node that was down (slurmd restarted, machine rebooted) returns to service.
 for _ in $(seq 1 60); do
   if answers; then
