@@ -84,6 +84,8 @@ SelectTypeParameters=CR_Core
 JobRequeue=1
 ReturnToService=2
 SchedulerType=sched/backfill
+# A pending (requeued) job starts within 10 s of being eligible rather than up to 30-60 s (defaults).
+SchedulerParameters=sched_interval=10,bf_interval=10
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
