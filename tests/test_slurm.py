@@ -60,6 +60,13 @@ def wait_for_epochs(client, epochs: int, runs: int = 1, timeout_s: float = 120) 
     raise AssertionError(f"{runs} trial run(s) did not reach {epochs} epochs in {timeout_s} s")
 
 
+def accounting_enforced() -> bool:
+    """Whether the cluster refuses unknown accounts and QOS (slurm-up.sh's slurmdbd, when MariaDB runs)."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    enforce = re.search(r"^AccountingStorageEnforce\s*=\s*(\S*)", config, re.MULTILINE)
+    return enforce is not None and {"associations", "qos"} <= set(enforce.group(1).split(","))
+
+
 def queued(job_name: str) -> list[str]:
     return subprocess.run(["squeue", "-h", "-n", job_name, "-o", "%i"], capture_output=True, text=True).stdout.split()
 
@@ -227,11 +234,18 @@ def test_reproduce_on_slurm_is_one_job_and_matches(slurm_cluster, cli, workdir, 
         (["launcher.slurm.time=soon"], None, "trainlab: error: launcher.slurm.time: got 'soon'; expected minutes"),
         (["launcher.slurm.sbatch={constraint: no-such-feature}"], None,
          "trainlab: error: launcher.slurm.sbatch.constraint: got 'no-such-feature'; expected a value sbatch accepts (sbatch: "),
+        # .ci/slurm-up.sh enforces accounting (slurmdbd): account trainlab, QOS normal; other names are refused.
+        (["launcher.slurm.account=no-such-account"], None,
+         "trainlab: error: launcher.slurm.account: got 'no-such-account'; expected a value sbatch accepts (sbatch: allocation failure: Invalid account"),
+        (["launcher.slurm.account=trainlab", "launcher.slurm.qos=no-such-qos"], None,
+         "trainlab: error: launcher.slurm.qos: got 'no-such-qos'; expected a value sbatch accepts (sbatch: allocation failure: Invalid qos specification)"),
         ([], "no-sbatch", "trainlab: error: --launcher: got 'slurm'; expected sbatch on PATH"),
     ],
-    ids=["unknown-partition", "misspelt-key", "bad-time", "unknown-feature", "no-sbatch"],
+    ids=["unknown-partition", "misspelt-key", "bad-time", "unknown-feature", "unknown-account", "unknown-qos", "no-sbatch"],
 )
 def test_bad_slurm_input_is_one_line_exit_2_nothing_submitted_or_recorded(slurm_cluster, cli, workdir, monkeypatch, overrides, env_path, expected):
+    if any(o.startswith(("launcher.slurm.account=", "launcher.slurm.qos=")) for o in overrides):
+        need(accounting_enforced(), "the SLURM cluster does not enforce accounting (no MariaDB for slurmdbd): it accepts any account or QOS")
     path = study_file(workdir, trials=2, epochs=1, name="slurm-bad")
     if env_path:
         monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # the venv's tools, no SLURM
