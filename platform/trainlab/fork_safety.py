@@ -108,10 +108,10 @@ class Forked:
 
 def _run_in_child(target: Callable[..., Any], args: tuple, outputs: list[int]) -> None:
     after_fork_in_child()
-    for fd, name in zip(outputs, ("stdout", "stderr")):
-        os.dup2(fd, 1 if name == "stdout" else 2)  # C-level writes (torch, warnings from libraries) too
-        os.close(fd)
-        setattr(sys, name, open(1 if name == "stdout" else 2, "w", buffering=1, encoding="utf-8", closefd=False))
+    for pipe, standard, name in zip(outputs, (1, 2), ("stdout", "stderr")):
+        os.dup2(pipe, standard)  # C-level writes (torch, warnings from libraries) go to the relay too
+        os.close(pipe)
+        setattr(sys, name, open(standard, "w", buffering=1, encoding="utf-8", closefd=False))
     target(*args)
 
 
