@@ -107,7 +107,7 @@ class GradientFlowMonitor(Callback):
         self._start_weights = [p.detach().clone() for p in self.layers.params]
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        norms = self.layers.grad_norms()
+        norms = self.layers.step_grad_norms(trainer, optimizer)
         self._grad_sum += norms
         self._steps += 1
         if self.per_step:

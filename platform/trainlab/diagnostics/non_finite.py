@@ -52,7 +52,7 @@ class NonFiniteGuard(Callback):
         self._loss = loss.detach()
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        total = self.layers.grad_norms().sum()
+        total = self.layers.step_grad_norms(trainer, optimizer).sum()
         if self._loss is not None:
             total = total + self._loss.float().sum()
         if bool(torch.isfinite(total)):
