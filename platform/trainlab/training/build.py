@@ -49,9 +49,9 @@ def with_data_facts(config: RunConfig, datamodule) -> RunConfig:
 
 def build_model(config: RunConfig):
     """Instantiate the LightningModule (nested class arguments included) and wire its optimisation."""
-    from trainlab.config.run_config import run_parser
+    from trainlab.config.run_config import instance_parser
 
-    parser = run_parser()
+    parser = instance_parser()
     try:
         # parse_object converts values in place (ints become PositiveInt): it gets copies, the config stays plain.
         namespace = parser.parse_object({"model": config.section("model"), "data": config.section("data")})
