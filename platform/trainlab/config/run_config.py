@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -132,7 +133,8 @@ def resolve_run_config(run: dict[str, Any]) -> RunConfig:
         namespace = parser.parse_object(copy.deepcopy(run))
     except Exception as exc:  # jsonargparse raises ArgumentError (and occasionally ValueError/TypeError)
         raise translate(str(exc), run) from None
-    document = yaml.safe_load(parser.dump(namespace, skip_validation=True))
+    # Through JSON, not YAML: the same plain document (tested), a third of the time; every trial resolves one.
+    document = json.loads(parser.dump(namespace, skip_validation=True, format="json"))
     for key in TRAINER_DEFAULTS:
         # The dump leaves out None values; a null the file wrote (LightningCLI's max_epochs: null) must stay
         # null in the recorded config, or resolving that config again would bring trainlab's default back.
