@@ -63,6 +63,8 @@ def test_cheap_diagnostics_are_on_by_default_and_chosen_by_model():
         "LossTrendMonitor",
         "ConfusionMatrixReport",
     ]
+    # A run that skips its test (every study trial) has no test-set callback to dispatch to on each step.
+    assert "ConfusionMatrixReport" not in _names(diagnostic_callbacks(config.document["diagnostics"], mlp, tested=False))
     config, cnn = _model("digits_mlp.yaml", "model.class_path=CNNClassifier", "model.init_args={channels: [4]}")
     assert "ConvFilterGrid" in _names(diagnostic_callbacks(config.document["diagnostics"], cnn))
 

@@ -24,12 +24,13 @@ from trainlab.diagnostics.spec import DiagnosticsSpec
 __all__ = ["DiagnosticsSpec", "diagnostic_callbacks", "forget_diagnoses"]
 
 
-def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures: bool = True) -> list:
+def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures: bool = True, tested: bool = True) -> list:
     """The callbacks the ``diagnostics`` section switches on for ``model`` (cheap ones on by default).
 
     The guard comes first, so no other callback sees the non-finite step. ``pictures=False`` (a study
     trial) keeps every verdict, tag, note and metric and draws no matplotlib figure: the callbacks that
-    only draw are left out, the others skip their figures.
+    only draw are left out, the others skip their figures. ``tested=False`` (a run that skips its test, as
+    every study trial does) leaves out the test-set callbacks: every callback costs each step a dispatch.
     :func:`trainlab.diagnostics.recorded.draw_recorded_pictures` draws the learning curves and gradient-flow
     pictures of such a run later, from what it recorded.
     """
@@ -64,7 +65,7 @@ def diagnostic_callbacks(settings: dict[str, Any] | bool | None, model, pictures
                 trend.diverging_rise, trend.diverging_step_factor, trend.oscillation_swing, trend.oscillation_fraction, trend.min_epochs
             )
         )
-    if spec.test_predictions.enabled:
+    if spec.test_predictions.enabled and tested:
         task_type, samples = getattr(model, "task_type", None), spec.test_predictions.samples
         if task_type == "classification":
             callbacks.append(ConfusionMatrixReport(pictures=pictures))

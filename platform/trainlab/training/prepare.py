@@ -55,11 +55,12 @@ def prepare_run(config: RunConfig, *, callbacks: Sequence[Any] = (), checkpoint_
     config = build.with_data_facts(config, datamodule)
     model = build.build_model(config)
     monitor = monitored_metric(model, config)
-    trainer, checkpoint = _build_trainer(config, model, monitor, list(callbacks), checkpoint_dir)
-    return PreparedRun(config, datamodule, model, trainer, checkpoint, monitor, why_test_is_skipped(model, datamodule, config))
+    test_skipped = why_test_is_skipped(model, datamodule, config)
+    trainer, checkpoint = _build_trainer(config, model, monitor, list(callbacks), checkpoint_dir, tested=test_skipped is None)
+    return PreparedRun(config, datamodule, model, trainer, checkpoint, monitor, test_skipped)
 
 
-def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: list, checkpoint_dir: str | None):
+def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: list, checkpoint_dir: str | None, tested: bool = True):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
@@ -68,7 +69,7 @@ def _build_trainer(config: RunConfig, model, monitor: Monitor, extra_callbacks: 
     from trainlab.training.progress import with_live_progress
 
     arguments = build.trainer_arguments(config)
-    callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model) + extra_callbacks
+    callbacks = build.build_user_callbacks(config) + diagnostic_callbacks(config.section("diagnostics"), model, tested=tested) + extra_callbacks
     if config.section("measure"):
         from trainlab.training.measurements import ModelMeasurements
 
