@@ -36,8 +36,10 @@ class EpochMLFlowLogger(MLFlowLogger):
     ``history`` keeps every value written, for plots at the end of the run without reading them back.
     """
 
-    def __init__(self, run_id: str, tracking_uri: str, experiment_name: str) -> None:
+    def __init__(self, run_id: str, tracking_uri: str, experiment_name: str, experiment_id: str | None = None) -> None:
         super().__init__(experiment_name=experiment_name, tracking_uri=tracking_uri, run_id=run_id, log_model=False)
+        # Known to the caller (RunRecord): Lightning would read the whole run (params, metrics, tags) to learn it.
+        self._experiment_id = experiment_id
         self.history: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self._pending: dict[tuple[int, str], float] = {}  # (step, name) -> value
         self._stamps: dict[int, int] = {}  # step -> timestamp (ms): one per epoch, as if written at once
@@ -47,6 +49,15 @@ class EpochMLFlowLogger(MLFlowLogger):
         self._in_flight: list[Any] = []  # MLflow RunOperations of asynchronous writes not yet waited for
         self._written_through: dict[str, int] = {}  # a resumed run: the last step already in the store, by name
         self.store_lost = False  # a write found the store gone after its retry window: no second wait
+
+    @property
+    def experiment(self):
+        if not self._initialized and self._experiment_id is not None and self._run_id is not None:
+            import mlflow
+
+            mlflow.set_tracking_uri(self._tracking_uri)  # as Lightning's first use does
+            self._initialized = True
+        return super().experiment
 
     def continue_history(self) -> None:
         """A resumed run: read what the run already holds, so that curves and plots cover every epoch and an

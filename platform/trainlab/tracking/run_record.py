@@ -31,10 +31,11 @@ class RunRecord:
         record.end("FINISHED")
     """
 
-    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str, heartbeat=None) -> None:
+    def __init__(self, client, run_id: str, experiment_name: str, tracking_uri: str, heartbeat=None, experiment_id: str | None = None) -> None:
         self.client = client
         self.run_id = run_id
         self.experiment_name = experiment_name
+        self.experiment_id = experiment_id
         self.tracking_uri = tracking_uri
         self.ended = False
         self.heartbeat = heartbeat  # keeps the run's heartbeat tag fresh until it ends (see tracking.reaper)
@@ -79,7 +80,7 @@ class RunRecord:
             all_tags.update(owner_tags())
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         heartbeat = start_heartbeat(client, run.info.run_id) if owned else None
-        return cls(client, run.info.run_id, experiment, tracking_uri, heartbeat)
+        return cls(client, run.info.run_id, experiment, tracking_uri, heartbeat, experiment_id)
 
     @classmethod
     def reopen(cls, tracking_uri: str, run_id: str) -> "RunRecord":
@@ -93,7 +94,7 @@ class RunRecord:
         if RUN_STATUS_TAG in run.data.tags:  # why it ended before no longer holds: it ends again, with its own reason
             client.delete_tag(run_id, RUN_STATUS_TAG)
         heartbeat = claim_run(client, run_id)
-        return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri, heartbeat)
+        return cls(client, run_id, client.get_experiment(run.info.experiment_id).name, tracking_uri, heartbeat, run.info.experiment_id)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

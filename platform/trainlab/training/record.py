@@ -39,7 +39,7 @@ def create_record(config: RunConfig, uri: str, parent_run_id: str | None, tags: 
 def attach_logger(trainer, record: RunRecord):
     from trainlab.tracking.logger import EpochMLFlowLogger
 
-    logger = EpochMLFlowLogger(run_id=record.run_id, tracking_uri=record.tracking_uri, experiment_name=record.experiment_name)
+    logger = EpochMLFlowLogger(run_id=record.run_id, tracking_uri=record.tracking_uri, experiment_name=record.experiment_name, experiment_id=record.experiment_id)
     logger.follow_epochs_of(lambda: trainer.current_epoch)
     trainer.logger = logger
     return logger
