@@ -177,6 +177,39 @@ def test_sigterm_of_train_ends_the_run_killed_within_seconds(workdir, tracking_u
     assert run.info.status == "KILLED" and run.data.tags["trainlab.status_reason"] == "interrupted by SIGTERM"
 
 
+# A user's callback reading the store when the signal comes: the signal lands mid-read (its rows half fetched)
+# while another connection writes, as the heartbeat thread or the epoch logger do.
+READS_THE_STORE_WHEN_SIGNALLED = """
+import os, signal
+from lightning.pytorch.callbacks import Callback
+from mlflow.tracking._tracking_service.utils import _get_store
+
+
+class ReadsTheStore(Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            engine = _get_store(trainer.logger._tracking_uri).engine
+            with engine.connect() as connection:
+                rows = connection.exec_driver_sql("SELECT key FROM metrics")
+                rows.fetchone()
+                trainer.logger.experiment.set_tag(trainer.logger.run_id, "written", "meanwhile")
+                os.kill(os.getpid(), signal.SIGTERM)
+"""
+
+
+def test_sigterm_landing_while_the_store_is_read_still_ends_the_run_killed(workdir, tracking_uri):
+    """The interrupted query keeps its SQLite snapshot on a pooled connection, on which a write fails at once
+    ("database is locked"); the run's end is written on fresh connections instead."""
+    (workdir / "store_reader.py").write_text(READS_THE_STORE_WHEN_SIGNALLED)
+    path = write_experiment(workdir, "read.yaml", trainer={**TRAIN_LONG["trainer"], "callbacks": [{"class_path": "store_reader.ReadsTheStore"}]})
+    train = start(workdir, "train", str(path))
+    code = train.wait(timeout=300)
+    assert code == 143, (workdir / "err.log").read_text()[-3000:]
+    assert_one_clean_line((workdir / "err.log").read_text(), "terminated by SIGTERM")
+    (run,) = all_runs(tracking_uri)
+    assert run.info.status == "KILLED" and run.data.tags["trainlab.status_reason"] == "interrupted by SIGTERM"
+
+
 STUDY = {
     "name": "faults",
     "metric": "val/acc",

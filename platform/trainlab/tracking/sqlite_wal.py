@@ -6,6 +6,11 @@ its journal: 16 ms on a busy machine's disk, a few tenths of a second of every s
 mode a commit appends to the log and syncs it (2 ms), as durable (``synchronous=FULL``), and readers (the
 MLflow UI) no longer block writers. WAL needs memory shared between the processes that open the store,
 which network file systems do not provide: a store on NFS, CIFS, Lustre and the like keeps its journal.
+
+An interrupt (Ctrl-C, SIGTERM) that lands while a query's rows are read leaves that statement unfinished
+(the traceback keeps its cursor), and its pooled connection keeps the snapshot it read: a later write on that
+connection fails at once with "database is locked" once anyone else has written. So a connection pooled
+before an interrupt is not used again (:func:`forget_pooled_connections`): the run can still end KILLED.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import sqlite3
 
 _NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb", "smbfs", "smb3", "lustre", "gpfs", "beegfs", "ceph", "glusterfs", "fuse.sshfs", "9p", "afs")
 _watching = False
+_GENERATION = "trainlab.generation"  # a pooled connection's record: the interrupts seen when it was opened
+_interrupts = 0
 
 
 def use_wal_for_sqlite() -> None:
@@ -27,12 +34,28 @@ def use_wal_for_sqlite() -> None:
     from sqlalchemy.pool import Pool
 
     event.listen(Pool, "connect", _on_connect)
+    event.listen(Pool, "checkout", _on_checkout)
     _watching = True
 
 
-def _on_connect(connection, _record) -> None:
+def forget_pooled_connections() -> None:
+    """Called by the interrupt handlers (:func:`trainlab.training.processes.interrupt_on_sigterm`): every SQLite
+    connection pooled until now is replaced by a fresh one when next checked out. Safe in a signal handler."""
+    global _interrupts
+    _interrupts += 1
+
+
+def _on_checkout(connection, record, _proxy) -> None:
+    if record.info.get(_GENERATION, _interrupts) != _interrupts:
+        from sqlalchemy.exc import DisconnectionError
+
+        raise DisconnectionError("pooled before an interrupt")  # SQLAlchemy's pool opens a fresh connection instead
+
+
+def _on_connect(connection, record) -> None:
     if not isinstance(connection, sqlite3.Connection):
         return
+    record.info[_GENERATION] = _interrupts
     path = next((row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"), "")
     if not path or on_network_file_system(path):
         return

@@ -67,14 +67,23 @@ _terminated = False  # set once this process received SIGTERM
 
 def interrupt_on_sigterm() -> None:
     """SIGTERM (what SLURM and Kubernetes send) behaves like Ctrl-C: the run in progress ends KILLED
-    instead of being left RUNNING. Every entry point installs it: the CLI, study workers, group members."""
+    instead of being left RUNNING. Every entry point installs it: the CLI, study workers, group members.
+    Both signals also retire the pooled SQLite connections (see :mod:`trainlab.tracking.sqlite_wal`)."""
+    from trainlab.tracking.sqlite_wal import forget_pooled_connections
 
     def interrupt(signum, frame):
         global _terminated
         _terminated = True
+        forget_pooled_connections()
         raise KeyboardInterrupt(f"signal {signum}")
 
+    def ctrl_c(signum, frame):
+        forget_pooled_connections()
+        signal.default_int_handler(signum, frame)  # Python's own: KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the caller ignores Ctrl-C
+        signal.signal(signal.SIGINT, ctrl_c)
 
 
 def terminated() -> bool:
