@@ -166,3 +166,37 @@ def test_an_invocation_that_ends_early_leaves_the_parent_running_for_the_others(
     (trial,) = optuna.load_study(study_name="shared", storage=open_storage(str(workdir / "optuna_journal.log"))).trials
     assert trial.state.name == "FAIL" and "interrupted" in trial.user_attrs["trainlab.fail_reason"], "SIGTERM mid-fit fails the trial"
     assert not [r for r in all_runs(tracking_uri) if r.info.status == "RUNNING"]
+
+
+def test_a_signal_handler_writing_to_the_journal_during_a_write_of_its_own_thread_does_not_wait_for_it(tmp_path, caplog):
+    """SLURM's time-limit signal is handled in the main thread, on top of whatever it interrupted: when that is
+    a journal write, the hand-over mark takes the lock over (before: 30 s of waiting until Optuna broke the
+    lock, past SLURM's grace, and the trial was failed as dead)."""
+    import os
+    import signal
+
+    import optuna
+
+    from trainlab.studies.journal_lock import release_locks_of_this_thread
+    from trainlab.studies.storage import open_storage
+
+    path = str(tmp_path / "optuna_journal.log")
+    study = optuna.create_study(study_name="s", storage=open_storage(path))
+
+    def hand_over(signum, frame):  # what trainlab.slurm.array_task.hand_over_trial does first
+        release_locks_of_this_thread()
+        optuna.load_study(study_name="s", storage=open_storage(path)).set_user_attr("handed", "over")
+
+    previous = signal.signal(signal.SIGUSR2, hand_over)
+    try:
+        lock = study._storage._backend._lock
+        lock.acquire()  # this thread is inside a journal write
+        try:
+            os.kill(os.getpid(), signal.SIGUSR2)  # the handler runs here, before the write's release
+        finally:
+            lock.release()  # the interrupted write's own release: a no-op now
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert optuna.load_study(study_name="s", storage=open_storage(path)).user_attrs == {"handed": "over"}
+    assert "Forcibly releasing" not in caplog.text
+    study.set_user_attr("later", "writes go on")  # the lock is free

@@ -62,9 +62,11 @@ def hand_over_trial(settings) -> int | None:
     """Mark the trial this process runs as handed over to this task's requeued run; its number (None: none)."""
     from optuna.trial import TrialState
 
+    from trainlab.studies.journal_lock import release_locks_of_this_thread
     from trainlab.studies.loading import load_existing_study
     from trainlab.studies.stale import REQUEUED_ATTR, WORKER_ATTR, worker_identity
 
+    release_locks_of_this_thread()  # a signal handler: the worker it interrupted may be mid-write to the journal
     study, storage = load_existing_study(settings.storage_url, settings.study_name)
     me = worker_identity()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

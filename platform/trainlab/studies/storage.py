@@ -100,7 +100,9 @@ def open_storage(url: str):
     Database servers get a small connection pool (:data:`RDB_ENGINE_KWARGS`).
     """
     import optuna
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+    from trainlab.studies.journal_lock import ThreadAwareLock
 
     check_storage_url(url)
     if is_rdb_url(url):
@@ -113,7 +115,7 @@ def open_storage(url: str):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     try:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
-        backend = JournalFileBackend(url)
+        backend = JournalFileBackend(url, lock_obj=ThreadAwareLock(JournalFileSymlinkLock(url)))  # Optuna's default lock
         dropped = repair_journal_tail(url)
     except PermissionError:
         raise ConfigError("--storage", url, "a journal file in a folder this user can write", hint="permission denied") from None
